@@ -1,0 +1,127 @@
+"""Input checks and the library's error classes.
+
+Every public function validates its arguments here, once, at the boundary; private
+workers (names starting with ``_``) assume valid input. Messages follow one
+template: "`name` must be <expected>; got <value>."
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "LvebmError",
+    "LvebmValueError",
+    "LvebmTypeError",
+    "CheckpointError",
+    "DivergenceError",
+]
+
+
+class LvebmError(Exception):
+    """Base class of every error raised by lvebm."""
+
+
+class LvebmValueError(LvebmError, ValueError):
+    """An argument has the right type but a wrong value (shape, range, NaN)."""
+
+
+class LvebmTypeError(LvebmError, TypeError):
+    """An argument has the wrong type."""
+
+
+class CheckpointError(LvebmValueError):
+    """A saved model or checkpoint is missing, truncated, corrupted or of the wrong kind."""
+
+
+class DivergenceError(LvebmError, FloatingPointError):
+    """Training produced a NaN or Inf loss or weight."""
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return f"an array of shape {tuple(value.shape)}"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def fail(name: str, expected: str, got: Any) -> LvebmValueError:
+    """Build the standard value error: "`name` must be <expected>; got <got>."."""
+    return LvebmValueError(f"`{name}` must be {expected}; got {_show(got)}.")
+
+
+def check_nonneg_float(value: Any, name: str) -> float:
+    """Return ``value`` as a finite float >= 0 or raise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise LvebmTypeError(f"`{name}` must be a finite float >= 0; got {_show(value)}.")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise fail(name, "a finite float >= 0", value)
+    return value
+
+
+def check_positive_float(value: Any, name: str) -> float:
+    """Return ``value`` as a finite float > 0 or raise."""
+    value = check_nonneg_float(value, name)
+    if value <= 0:
+        raise fail(name, "a finite float > 0", value)
+    return value
+
+
+def check_int(value: Any, name: str, *, minimum: int = 1) -> int:
+    """Return ``value`` as an int >= ``minimum`` or raise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise LvebmTypeError(f"`{name}` must be an integer >= {minimum}; got {_show(value)}.")
+    if value < minimum:
+        raise fail(name, f"an integer >= {minimum}", int(value))
+    return int(value)
+
+
+def check_choice(value: Any, name: str, choices: Iterable[str]) -> str:
+    """Return ``value`` if it is one of ``choices`` or raise."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise fail(name, "one of " + ", ".join(repr(c) for c in choices), value)
+    return value
+
+
+def check_finite(x: torch.Tensor, name: str) -> None:
+    """Raise if ``x`` holds NaN or Inf."""
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        raise LvebmValueError(f"`{name}` must contain only finite values; it has NaN or Inf.")
+
+
+def check_ndim(x: torch.Tensor, name: str, ndim: int, layout: str) -> None:
+    """Raise if ``x`` does not have ``ndim`` dimensions; ``layout`` names them, e.g. '(n, d)'."""
+    if x.ndim != ndim:
+        raise LvebmValueError(
+            f"`{name}` must be a {ndim}-d array of shape {layout}; got shape {tuple(x.shape)}."
+        )
+
+
+def check_nonempty(x: torch.Tensor, name: str) -> None:
+    """Raise if ``x`` has a zero-sized dimension."""
+    if x.numel() == 0:
+        raise LvebmValueError(f"`{name}` must not be empty; got shape {tuple(x.shape)}.")
+
+
+def check_same_size(size_a: int, name_a: str, size_b: int, name_b: str) -> None:
+    """Raise if two sizes that must agree do not."""
+    if size_a != size_b:
+        raise LvebmValueError(
+            f"`{name_a}` and `{name_b}` disagree: {name_a} has size {size_a} where "
+            f"{name_b} has size {size_b}."
+        )
+
+
+def check_shape(x: torch.Tensor, name: str, expected: tuple[int, ...]) -> None:
+    """Raise if ``x`` does not have exactly the shape ``expected``."""
+    if tuple(x.shape) != tuple(expected):
+        raise LvebmValueError(
+            f"`{name}` must have shape {tuple(expected)}; got shape {tuple(x.shape)}."
+        )
