@@ -1,0 +1,144 @@
+"""Saving and loading models: safetensors weights + a JSON config, atomic, no pickle.
+
+A saved model is a folder holding ``model.safetensors`` (the tensors) and
+``config.json`` (``format``, ``format_version``, ``kind``, the model's config, and
+the SHA-256 of the weights file). Each file is written to a temporary file in the
+same folder, fsynced and renamed, so a crash never leaves a half-written file;
+the config is written last and names the weights' checksum, so a torn pair is
+detected on load. Loading never executes code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from ._checks import CheckpointError, LvebmTypeError
+
+__all__ = ["save", "load", "register_model", "atomic_write_bytes", "MODEL_KINDS"]
+
+FORMAT = "lvebm-model"
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+
+#: kind name -> model class; filled by :func:`register_model`.
+MODEL_KINDS: dict[str, type] = {}
+
+
+def register_model(cls: type) -> type:
+    """Class decorator: make ``cls`` loadable by :func:`load` under ``cls.kind``.
+
+    The class provides ``kind`` (str), ``config_dict() -> dict`` and the classmethod
+    ``from_config_dict(dict)`` returning an instance whose ``load_state_dict`` accepts
+    the saved tensors.
+    """
+    MODEL_KINDS[cls.kind] = cls
+    return cls
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save(model: Any, path: str | os.PathLike) -> Path:
+    """Save ``model`` to the folder ``path`` (created if needed); returns the folder."""
+    kind = getattr(type(model), "kind", None)
+    if kind not in MODEL_KINDS:
+        raise LvebmTypeError(
+            f"`model` must be an lvebm model ({', '.join(sorted(MODEL_KINDS))}); "
+            f"got {type(model).__name__}."
+        )
+    folder = Path(path)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    blob = st_save(tensors)
+    atomic_write_bytes(folder / WEIGHTS, blob)
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "config": model.config_dict(),
+        "weights_sha256": hashlib.sha256(blob).hexdigest(),
+    }
+    atomic_write_bytes(folder / CONFIG, json.dumps(config, indent=2).encode())
+    return folder
+
+
+def _read_config(folder: Path) -> dict:
+    cfg_path = folder / CONFIG
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{cfg_path}: not found; `path` must be a folder written by save().")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{cfg_path}: corrupted config ({exc}).") from exc
+    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+        raise CheckpointError(f"{cfg_path}: not an lvebm model config.")
+    version = cfg.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{cfg_path}: format version {version!r} is newer than this lvebm supports "
+            f"({FORMAT_VERSION}); upgrade lvebm."
+        )
+    if cfg.get("kind") not in MODEL_KINDS:
+        raise CheckpointError(f"{cfg_path}: unknown model kind {cfg.get('kind')!r}.")
+    return cfg
+
+
+def _read_weights(folder: Path, expected_sha: str) -> dict[str, torch.Tensor]:
+    w_path = folder / WEIGHTS
+    if not w_path.is_file():
+        raise CheckpointError(f"{w_path}: weights file not found.")
+    blob = w_path.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != expected_sha:
+        raise CheckpointError(
+            f"{w_path}: checksum mismatch; the file is truncated, corrupted or from another save."
+        )
+    try:
+        return st_load(blob)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{w_path}: unreadable safetensors ({exc}).") from exc
+
+
+def load(path: str | os.PathLike, *, device: Any = None) -> Any:
+    """Load a model saved by :func:`save`, whatever its kind, optionally onto ``device``."""
+    from ._backend import resolve_device
+
+    folder = Path(path)
+    if folder.is_file() and folder.name in (CONFIG, WEIGHTS):
+        folder = folder.parent
+    cfg = _read_config(folder)
+    tensors = _read_weights(folder, cfg.get("weights_sha256", ""))
+    cls = MODEL_KINDS[cfg["kind"]]
+    try:
+        model = cls.from_config_dict(cfg["config"])
+        model.load_state_dict(tensors)
+    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{folder}: config and weights do not match ({exc}).") from exc
+    return model.to(resolve_device(device))

@@ -1,0 +1,256 @@
+"""Sparse coding: a dictionary, its energy, FISTA inference and dictionary learning."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._backend import ArrayLike, as_tensor, make_generator, output_converter, resolve_device
+from .._checks import (
+    check_choice,
+    check_finite,
+    check_int,
+    check_ndim,
+    check_nonempty,
+    check_nonneg_float,
+    check_positive_float,
+    check_same_size,
+)
+from ..dictionary import OnlineStats, online_update, reinit_dead_atoms, sgd_update
+from ..io import register_model
+from ..lasso import lasso_objective, solve_lasso, sparse_encode
+from ..ops import gram_lipschitz, normalize_columns
+from ..training import TrainState, check_fit_args, run_epochs
+
+__all__ = ["SparseCoding", "SparseCodingConfig"]
+
+#: Forgetting exponent of the online statistics; > 1 discounts early batches faster.
+ONLINE_RHO = 4.0
+#: Steps between dead-atom checks during fit.
+DEAD_CHECK_EVERY = 10
+#: Codes are kept between epochs for warm starts while n * k stays below this.
+WARM_START_MAX = 50_000_000
+
+
+@dataclass(frozen=True)
+class SparseCodingConfig:
+    """What defines a sparse-coding model (saved as JSON)."""
+
+    n_features: int
+    n_atoms: int
+    lam: float
+
+
+@register_model
+class SparseCoding(nn.Module):
+    """Sparse coding with a learned dictionary.
+
+    Energy per sample::
+
+        E(y, z) = 0.5 * ||y - W z||^2 + lam * ||z||_1,   W (d, k) with unit-norm columns
+
+    inference minimises it over ``z`` (FISTA), ``free_energy(y) = min_z E(y, z)``.
+
+    Parameters
+    ----------
+    n_features : int
+        Signal dimension ``d``.
+    n_atoms : int
+        Number of atoms ``k``.
+    lam : float >= 0
+        Sparsity weight.
+    seed : int, optional
+        Seed of the random initial dictionary (Gaussian, unit-normed columns).
+    device, dtype : where and in what precision the dictionary lives (default CPU, float32).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> sc = SparseCoding(8, 16, lam=0.1, seed=0)
+    >>> sc.dictionary.shape
+    torch.Size([8, 16])
+    >>> sc.encode(np.zeros((3, 8), dtype=np.float32)).shape
+    (3, 16)
+    """
+
+    kind = "sparse_coding"
+
+    def __init__(
+        self,
+        n_features: int,
+        n_atoms: int,
+        lam: float = 0.1,
+        *,
+        seed: int | None = 0,
+        device: Any = None,
+        dtype: torch.dtype = torch.float32,
+    ):
+        super().__init__()
+        self.config = SparseCodingConfig(
+            check_int(n_features, "n_features"),
+            check_int(n_atoms, "n_atoms"),
+            check_nonneg_float(lam, "lam"),
+        )
+        gen = make_generator(seed)
+        W = torch.randn(n_features, n_atoms, generator=gen, dtype=dtype)
+        self.dictionary = nn.Parameter(
+            normalize_columns(W).to(resolve_device(device)), requires_grad=False
+        )
+        self.history_: list[float] = []
+        self.n_reinit_ = 0
+
+    # -- construction -----------------------------------------------------------------
+    @classmethod
+    def from_dictionary(cls, W: ArrayLike, lam: float, *, device: Any = None) -> SparseCoding:
+        """A model holding the given dictionary ``W`` (d, k); columns are renormalised."""
+        Wt = as_tensor(W, "W", device=resolve_device(device))
+        check_ndim(Wt, "W", 2, "(d, k)")
+        check_nonempty(Wt, "W")
+        check_finite(Wt, "W")
+        model = cls(Wt.shape[0], Wt.shape[1], lam, seed=0, device=Wt.device, dtype=Wt.dtype)
+        model.dictionary.data = normalize_columns(Wt.clone())
+        return model
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+    @classmethod
+    def from_config_dict(cls, cfg: dict) -> SparseCoding:
+        return cls(cfg["n_features"], cfg["n_atoms"], cfg["lam"])
+
+    @property
+    def lam(self) -> float:
+        return self.config.lam
+
+    # -- energy and inference ---------------------------------------------------------
+    def _signals(self, y: ArrayLike, name: str = "y") -> torch.Tensor:
+        W = self.dictionary
+        t = as_tensor(y, name, device=W.device, dtype=W.dtype)
+        check_ndim(t, name, 2, "(n, d)")
+        check_nonempty(t, name)
+        check_same_size(t.shape[1], name, W.shape[0], "dictionary")
+        check_finite(t, name)
+        return t
+
+    def energy(self, y: ArrayLike, z: ArrayLike) -> ArrayLike:
+        """``0.5*||y - W z||^2 + lam*||z||_1`` per sample; y (n, d), z (n, k) -> (n,)."""
+        yt = self._signals(y)
+        zt = as_tensor(z, "z", device=yt.device, dtype=yt.dtype)
+        check_ndim(zt, "z", 2, "(n, k)")
+        check_same_size(zt.shape[0], "z", yt.shape[0], "y")
+        check_same_size(zt.shape[1], "z", self.config.n_atoms, "dictionary")
+        with torch.no_grad():
+            return output_converter(y)(lasso_objective(yt, self.dictionary, zt, self.lam))
+
+    def encode(
+        self,
+        y: ArrayLike,
+        *,
+        method: str = "fista",
+        max_iter: int = 1000,
+        tol: float = 1e-6,
+        z0: ArrayLike | None = None,
+        nonneg: bool = False,
+    ) -> ArrayLike:
+        """Optimal codes (n, k) of the signals ``y`` (n, d); see :func:`lvebm.sparse_encode`."""
+        yt = self._signals(y)
+        z = sparse_encode(
+            yt, self.dictionary.detach(), self.lam, method=method, max_iter=max_iter, tol=tol,
+            z0=z0, nonneg=nonneg,
+        )  # fmt: skip
+        return output_converter(y)(z)
+
+    def free_energy(self, y: ArrayLike, *, max_iter: int = 1000, tol: float = 1e-6) -> ArrayLike:
+        """``min_z E(y, z)`` per sample, shape (n,)."""
+        yt = self._signals(y)
+        z = self.encode(yt, max_iter=max_iter, tol=tol)
+        with torch.no_grad():
+            return output_converter(y)(lasso_objective(yt, self.dictionary, z, self.lam))
+
+    def reconstruct(self, z: ArrayLike) -> ArrayLike:
+        """``W z`` for codes (n, k) -> signals (n, d)."""
+        zt = as_tensor(z, "z", device=self.dictionary.device, dtype=self.dictionary.dtype)
+        check_ndim(zt, "z", 2, "(n, k)")
+        check_same_size(zt.shape[1], "z", self.config.n_atoms, "dictionary")
+        with torch.no_grad():
+            return output_converter(z)(zt @ self.dictionary.T)
+
+    # -- learning ---------------------------------------------------------------------
+    def fit(
+        self,
+        data: ArrayLike,
+        *,
+        epochs: int = 5,
+        batch_size: int = 256,
+        lr: float = 1.0,
+        seed: int | None = 0,
+        method: str = "online",
+        init: str = "data",
+        reinit_dead: bool = True,
+        progress: bool = True,
+        callback: Callable[[TrainState], None] | None = None,
+    ) -> SparseCoding:
+        """Learn the dictionary from ``data`` (n, d) by mini-batch alternating minimisation.
+
+        Each step infers the batch's codes with FISTA (warm-started from the previous
+        epoch's codes), then updates ``W`` with ``method`` ("online": Mairal et al.'s
+        block-coordinate update, the default, SPAMS's method; "sgd": a gradient step
+        of size ``lr``, the lecture's method) and renormalises its columns to unit
+        norm. ``init="data"`` starts from random unit-normed training samples,
+        ``"current"`` continues from the present dictionary. With ``reinit_dead``, atoms
+        unused for ``DEAD_CHECK_EVERY`` steps are replaced by badly reconstructed
+        samples. ``history_`` holds each epoch's mean energy.
+        """
+        Y = self._signals(data, "data")
+        epochs, batch_size = check_fit_args(epochs, batch_size)
+        lr = check_positive_float(lr, "lr")
+        check_choice(method, "method", ("online", "sgd"))
+        check_choice(init, "init", ("data", "current"))
+        n, k = Y.shape[0], self.config.n_atoms
+        gen = make_generator(None if seed is None else seed + 1)
+        if init == "data":
+            pick = torch.randperm(n, generator=gen)[:k].to(Y.device)
+            W0 = Y[pick].T.clone()
+            if n < k:  # fewer samples than atoms: pad with random directions
+                extra = torch.randn(Y.shape[1], k - n, generator=gen, dtype=Y.dtype)
+                W0 = torch.cat([W0, extra.to(Y.device)], dim=1)
+            self.dictionary.data = normalize_columns(W0 + 1e-6 * W0.abs().max())
+        stats = OnlineStats.zeros(self.dictionary.data)
+        codes = Y.new_zeros(n, k) if n * k <= WARM_START_MAX else None
+        usage = torch.zeros(k, dtype=torch.long, device=Y.device)
+
+        n_steps = 0
+
+        def step(idx: torch.Tensor) -> float:
+            nonlocal n_steps
+            W = self.dictionary.data
+            yb = Y[idx]
+            z0 = codes[idx] if codes is not None else None
+            res = solve_lasso(yb, W, self.lam, max_iter=300, tol=1e-4, z0=z0,
+                              L=gram_lipschitz(W.T @ W))  # fmt: skip
+            z = res.z
+            if codes is not None:
+                codes[idx] = z
+            usage.add_((z != 0).sum(0))
+            if method == "online":
+                W = online_update(W, yb, z, stats, rho=ONLINE_RHO)
+            else:
+                W = sgd_update(W, yb, z, lr=lr)
+            if reinit_dead and n_steps % DEAD_CHECK_EVERY == DEAD_CHECK_EVERY - 1:
+                W, n_new = reinit_dead_atoms(W, yb, z, usage, generator=gen, stats=stats)
+                self.n_reinit_ += n_new
+                usage.zero_()
+            n_steps += 1
+            self.dictionary.data = W
+            return float(res.objective.mean())
+
+        index = torch.arange(n, device=Y.device)
+        self.history_ = run_epochs(
+            self, index, step, epochs=epochs, batch_size=batch_size, seed=seed,
+            progress=progress, callback=callback, desc="sparse coding",
+        )  # fmt: skip
+        return self
