@@ -80,7 +80,9 @@ def run_epochs(
     gen = make_generator(seed)
     n_batches = math.ceil(n / batch_size)
     state = TrainState(step=0, epoch=0, loss=float("nan"), model=model)
-    bar = tqdm(total=epochs * n_batches, desc=desc, disable=not progress, leave=False)
+    bar = tqdm(
+        total=epochs * n_batches, desc=desc, disable=not progress, leave=False, mininterval=1.0
+    )
     try:
         for epoch in range(epochs):
             order = torch.randperm(n, generator=gen).to(data.device)
