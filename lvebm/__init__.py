@@ -6,7 +6,14 @@ decomposition, convolutional sparse coding, latent-variable EBMs and VAEs, on Py
 per sample, ``W`` of shape (d, k) with unit-norm columns.
 """
 
-from ._checks import CheckpointError, DivergenceError, LvebmError, LvebmTypeError, LvebmValueError
+from ._checks import (
+    CheckpointError,
+    DivergenceError,
+    LvebmError,
+    LvebmTypeError,
+    LvebmValueError,
+    TrainingInterrupted,
+)
 from .io import load, save
 from .lasso import duality_gap, sparse_encode
 from .models import SparseCoding
@@ -30,5 +37,6 @@ __all__ = [
     "LvebmTypeError",
     "CheckpointError",
     "DivergenceError",
+    "TrainingInterrupted",
 ]
 __version__ = "0.1.0"

@@ -20,6 +20,7 @@ __all__ = [
     "LvebmTypeError",
     "CheckpointError",
     "DivergenceError",
+    "TrainingInterrupted",
 ]
 
 
@@ -40,7 +41,33 @@ class CheckpointError(LvebmValueError):
 
 
 class DivergenceError(LvebmError, FloatingPointError):
-    """Training produced a NaN or Inf loss or weight."""
+    """Training produced a NaN or Inf loss or weight.
+
+    ``step`` is the step that diverged; ``checkpoint`` the last good checkpoint folder
+    (None when none was written).
+    """
+
+    def __init__(self, message: str, *, step: int | None = None, checkpoint: Any = None):
+        super().__init__(message)
+        self.step = step
+        self.checkpoint = checkpoint
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training between two steps; ``checkpoint`` holds the saved state.
+
+    A ``KeyboardInterrupt``, so code that does not know it still stops.
+    """
+
+    def __init__(self, step: int, checkpoint: Any = None):
+        self.step = step
+        self.checkpoint = checkpoint
+        where = (
+            f"checkpoint saved at {checkpoint}; rerun with --resume (resume=True) to continue"
+            if checkpoint is not None
+            else "no checkpoint_dir was given, so nothing was saved"
+        )
+        super().__init__(f"training interrupted after step {step}; {where}.")
 
 
 def _show(value: Any) -> str:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,18 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from ._checks import CheckpointError, LvebmTypeError
+from ._checks import CheckpointError, LvebmTypeError, LvebmValueError
 
-__all__ = ["save", "load", "register_model", "atomic_write_bytes", "MODEL_KINDS"]
+__all__ = [
+    "save",
+    "load",
+    "register_model",
+    "atomic_write_bytes",
+    "model_kind",
+    "write_model_files",
+    "read_model_files",
+    "MODEL_KINDS",
+]
 
 FORMAT = "lvebm-model"
 FORMAT_VERSION = 1
@@ -67,30 +77,53 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         os.close(dir_fd)
 
 
+def model_kind(model: Any) -> str | None:
+    """The registered kind of ``model``'s class, or None for an unregistered module."""
+    kind = type(model).__dict__.get("kind")
+    return kind if MODEL_KINDS.get(kind) is type(model) else None
+
+
+def write_model_files(
+    folder: Path, model: Any, *, writer: Callable[[Path, bytes], None] = atomic_write_bytes
+) -> None:
+    """Write ``model.safetensors`` then ``config.json`` (kind, config, weights' SHA-256).
+
+    Unregistered modules (plain ``nn.Module``) get ``kind`` and ``config`` null; they can
+    be checkpointed but not rebuilt by :func:`load`. Does not validate.
+    """
+    kind = model_kind(model)
+    tensors = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+    blob = st_save(tensors)
+    writer(folder / WEIGHTS, blob)
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "config": None if kind is None else model.config_dict(),
+        "weights_sha256": hashlib.sha256(blob).hexdigest(),
+    }
+    writer(folder / CONFIG, json.dumps(config, indent=2).encode())
+
+
 def save(model: Any, path: str | os.PathLike) -> Path:
-    """Save ``model`` to the folder ``path`` (created if needed); returns the folder."""
-    kind = getattr(type(model), "kind", None)
-    if kind not in MODEL_KINDS:
+    """Save ``model`` to the folder ``path`` (created if needed); returns the folder.
+
+    Writes ``model.safetensors`` and ``config.json``, each atomically; the config,
+    written last, holds the weights' checksum so that a torn pair is detected on load.
+    """
+    if model_kind(model) is None:
         raise LvebmTypeError(
             f"`model` must be an lvebm model ({', '.join(sorted(MODEL_KINDS))}); "
             f"got {type(model).__name__}."
         )
     folder = Path(path)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    blob = st_save(tensors)
-    atomic_write_bytes(folder / WEIGHTS, blob)
-    config = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "kind": kind,
-        "config": model.config_dict(),
-        "weights_sha256": hashlib.sha256(blob).hexdigest(),
-    }
-    atomic_write_bytes(folder / CONFIG, json.dumps(config, indent=2).encode())
+    if folder.exists() and not folder.is_dir():
+        raise LvebmValueError(f"`path` must be a folder; {folder} is a file.")
+    write_model_files(folder, model)
     return folder
 
 
-def _read_config(folder: Path) -> dict:
+def _read_config(folder: Path, *, registered: bool = True) -> dict:
     cfg_path = folder / CONFIG
     if not cfg_path.is_file():
         raise CheckpointError(f"{cfg_path}: not found; `path` must be a folder written by save().")
@@ -106,8 +139,11 @@ def _read_config(folder: Path) -> dict:
             f"{cfg_path}: format version {version!r} is newer than this lvebm supports "
             f"({FORMAT_VERSION}); upgrade lvebm."
         )
-    if cfg.get("kind") not in MODEL_KINDS:
-        raise CheckpointError(f"{cfg_path}: unknown model kind {cfg.get('kind')!r}.")
+    if registered and cfg.get("kind") not in MODEL_KINDS:
+        known = ", ".join(sorted(MODEL_KINDS))
+        raise CheckpointError(
+            f"{cfg_path}: unknown model kind {cfg.get('kind')!r} (known: {known})."
+        )
     return cfg
 
 
@@ -126,19 +162,35 @@ def _read_weights(folder: Path, expected_sha: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{w_path}: unreadable safetensors ({exc}).") from exc
 
 
+def read_model_files(
+    folder: Path, *, registered: bool = True
+) -> tuple[str | None, dict | None, dict[str, torch.Tensor]]:
+    """Read and verify ``config.json`` + ``model.safetensors``: (kind, config, tensors)."""
+    cfg = _read_config(folder, registered=registered)
+    tensors = _read_weights(folder, cfg.get("weights_sha256", ""))
+    return cfg.get("kind"), cfg.get("config"), tensors
+
+
 def load(path: str | os.PathLike, *, device: Any = None) -> Any:
-    """Load a model saved by :func:`save`, whatever its kind, optionally onto ``device``."""
+    """Load a model saved by :func:`save`, whatever its kind, optionally onto ``device``.
+
+    ``path`` is the folder (or its ``config.json``); a training checkpoint's ``step-*``
+    folder is a valid ``path`` too. Raises :class:`CheckpointError` naming the file for
+    a missing, truncated, corrupted, unknown-kind or future-version save.
+    """
     from ._backend import resolve_device
 
+    dev = resolve_device(device)
     folder = Path(path)
     if folder.is_file() and folder.name in (CONFIG, WEIGHTS):
         folder = folder.parent
-    cfg = _read_config(folder)
-    tensors = _read_weights(folder, cfg.get("weights_sha256", ""))
-    cls = MODEL_KINDS[cfg["kind"]]
+    if not folder.exists():
+        raise CheckpointError(f"{folder}: not found; `path` must be a folder written by save().")
+    kind, config, tensors = read_model_files(folder)
+    cls = MODEL_KINDS[kind]
     try:
-        model = cls.from_config_dict(cfg["config"])
+        model = cls.from_config_dict(config)
         model.load_state_dict(tensors)
     except (KeyError, TypeError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{folder}: config and weights do not match ({exc}).") from exc
-    return model.to(resolve_device(device))
+    return model.to(dev)

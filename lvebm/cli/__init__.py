@@ -2,7 +2,9 @@
 
 Every command module defines ``register(train, top)``, adding its parsers to the
 ``train`` subcommands and/or the top-level ones, with ``set_defaults(run=...)``.
-Errors from bad input print one line ``error: ...`` and exit with status 2.
+Errors from bad input (including bad command-line syntax) print one line
+``error: ...`` and exit with status 2, without a traceback; Ctrl-C during training
+saves a checkpoint, prints one line and exits with status 130.
 """
 
 from __future__ import annotations
@@ -10,15 +12,22 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .._checks import LvebmError
+from .._checks import LvebmError, TrainingInterrupted
 from . import demo, encode, sparse_coding
 
 #: Command modules, in the order their commands appear in ``--help``.
 COMMANDS = [sparse_coding, encode, demo]
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line ``error: <command>: ...``, status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lvebm",
         description="Regularized latent-variable energy-based models: sparse coding, "
         "LISTA/PSD, convolutional sparse coding, VAEs.",
@@ -34,13 +43,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lvebm`` and ``python -m lvebm``; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # bad syntax (one line already printed) or --help
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         args.run(args)
     except (LvebmError, ValueError, TypeError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        print("interrupted.", file=sys.stderr)
         return 130
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +28,59 @@ class Vectors:
 
 def add_data_args(p) -> None:
     p.add_argument("--data", default="digits", help=f"training data: {DATA_CHOICES}")
-    p.add_argument("--patch-size", type=int, default=12, help="patch side for --data patches")
-    p.add_argument("--n-patches", type=int, default=20000, help="patches to sample")
+    p.add_argument(
+        "--patch-size", type=positive_int, default=12, help="patch side for --data patches"
+    )
+    p.add_argument("--n-patches", type=positive_int, default=20000, help="patches to sample")
     p.add_argument(
         "--whiten", default="zca", choices=["zca", "1/f", "none"], help="patch whitening"
     )
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {value}")
+    return value
+
+
+def nonneg_float(text: str) -> float:
+    """argparse type: a finite float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0; got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0; got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite float > 0."""
+    value = nonneg_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0; got {text}")
+    return value
+
+
+def add_checkpoint_args(p) -> None:
+    """``--resume`` and ``--checkpoint-every``, shared by every ``train`` command.
+
+    Checkpoints are written to ``OUT/checkpoints``; pass both values to the model's
+    ``fit(checkpoint_dir=out / "checkpoints", checkpoint_every=..., resume=...)``.
+    """
+    p.add_argument(
+        "--resume", action="store_true",
+        help="continue from the newest checkpoint in OUT/checkpoints (same settings)",
+    )  # fmt: skip
+    p.add_argument(
+        "--checkpoint-every", type=positive_int, default=None, metavar="STEPS",
+        help="write a checkpoint every STEPS steps (default: every epoch)",
+    )  # fmt: skip
 
 
 def load_vectors(spec: str, *, patch_size: int = 12, n_patches: int = 20000,

@@ -12,33 +12,48 @@ from ..io import save
 from ..lasso import duality_gap
 from ..models import SparseCoding
 from ..plotting import save_atom_grid
-from ._common import add_data_args, load_vectors, write_json
+from ._common import (
+    add_checkpoint_args,
+    add_data_args,
+    load_vectors,
+    nonneg_float,
+    positive_float,
+    positive_int,
+    write_json,
+)
 
 
 def register(train, top) -> None:
     p = train.add_parser("sparse-coding", help="learn a sparse-coding dictionary")
     add_data_args(p)
-    p.add_argument("--atoms", type=int, default=256, help="number of atoms k")
-    p.add_argument("--lam", type=float, default=0.1, help="L1 weight lambda")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--atoms", type=positive_int, default=256, help="number of atoms k")
+    p.add_argument("--lam", type=nonneg_float, default=0.1, help="L1 weight lambda")
+    p.add_argument("--epochs", type=positive_int, default=5)
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--method", choices=["online", "sgd"], default="online")
-    p.add_argument("--lr", type=float, default=1.0, help="step size of --method sgd")
+    p.add_argument("--lr", type=positive_float, default=1.0, help="step size of --method sgd")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--out", type=Path, required=True, help="output folder")
+    add_checkpoint_args(p)
     p.set_defaults(run=run)
 
 
 def train_and_report(vectors, *, atoms: int, lam: float, epochs: int, batch_size: int,
                      method: str, lr: float, seed: int, device, out: Path,
-                     progress: bool = True) -> dict:  # fmt: skip
-    """Fit, save the model to ``out``, write ``atoms.png`` and ``metrics.json``; return metrics."""
+                     progress: bool = True, checkpoint_every: int | None = None,
+                     resume: bool = False) -> dict:  # fmt: skip
+    """Fit, save the model to ``out``, write ``atoms.png`` and ``metrics.json``; return metrics.
+
+    Checkpoints go to ``out/checkpoints`` (every ``checkpoint_every`` steps, else every
+    epoch); ``resume`` continues from the newest one there.
+    """
     X = vectors.X
     model = SparseCoding(X.shape[1], atoms, lam, seed=seed, device=device)
     start = time.perf_counter()
     model.fit(X, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, method=method,
-              progress=progress)  # fmt: skip
+              progress=progress, checkpoint_dir=out / "checkpoints",
+              checkpoint_every=checkpoint_every, resume=resume)  # fmt: skip
     seconds = time.perf_counter() - start
     W = model.dictionary.detach().cpu().numpy()
     Z = model.encode(X)
@@ -89,6 +104,7 @@ def run(args) -> None:
     metrics = train_and_report(
         vectors, atoms=args.atoms, lam=args.lam, epochs=args.epochs, batch_size=args.batch_size,
         method=args.method, lr=args.lr, seed=args.seed, device=args.device, out=args.out,
+        checkpoint_every=args.checkpoint_every, resume=args.resume,
     )  # fmt: skip
     print(f"wrote {args.out}: mean energy {metrics['final_mean_energy']:.4f}, "
           f"{metrics['mean_nonzeros_per_code']:.1f} non-zeros per code")  # fmt: skip

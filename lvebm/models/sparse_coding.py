@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -24,7 +25,7 @@ from ..dictionary import OnlineStats, online_update, reinit_dead_atoms, sgd_upda
 from ..io import register_model
 from ..lasso import lasso_objective, solve_lasso, sparse_encode
 from ..ops import gram_lipschitz, normalize_columns
-from ..training import TrainState, check_fit_args, run_epochs
+from ..training import TrainState, check_checkpoint_args, check_fit_args, run_epochs
 
 __all__ = ["SparseCoding", "SparseCodingConfig"]
 
@@ -43,6 +44,37 @@ class SparseCodingConfig:
     n_features: int
     n_atoms: int
     lam: float
+
+
+@dataclass
+class _FitState:
+    """What ``SparseCoding.fit``'s steps mutate besides the dictionary; checkpointed."""
+
+    stats: OnlineStats  # online statistics A (k, k), B (d, k), t
+    codes: torch.Tensor | None  # warm-start codes (n, k)
+    usage: torch.Tensor  # (k,) non-zero counts since the last dead-atom check
+    gen: torch.Generator  # initial atoms and dead-atom replacement noise
+    n_steps: int = 0
+    n_reinit: int = 0
+
+    def state_dict(self) -> dict:
+        return {
+            "A": self.stats.A, "B": self.stats.B, "t": self.stats.t, "codes": self.codes,
+            "usage": self.usage, "generator": self.gen.get_state(), "n_steps": self.n_steps,
+            "n_reinit": self.n_reinit,
+        }  # fmt: skip
+
+    def load_state_dict(self, state: dict) -> None:
+        if (state["codes"] is None) != (self.codes is None):
+            raise ValueError("warm-start codes are present in only one of checkpoint and fit")
+        self.stats.A.copy_(state["A"])
+        self.stats.B.copy_(state["B"])
+        self.stats.t = int(state["t"])
+        if self.codes is not None:
+            self.codes.copy_(state["codes"])
+        self.usage.copy_(state["usage"])
+        self.gen.set_state(state["generator"])
+        self.n_steps, self.n_reinit = int(state["n_steps"]), int(state["n_reinit"])
 
 
 @register_model
@@ -193,6 +225,9 @@ class SparseCoding(nn.Module):
         reinit_dead: bool = True,
         progress: bool = True,
         callback: Callable[[TrainState], None] | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int | None = None,
+        resume: bool | str | os.PathLike = False,
     ) -> SparseCoding:
         """Learn the dictionary from ``data`` (n, d) by mini-batch alternating minimisation.
 
@@ -204,10 +239,16 @@ class SparseCoding(nn.Module):
         ``"current"`` continues from the present dictionary. With ``reinit_dead``, atoms
         unused for ``DEAD_CHECK_EVERY`` steps are replaced by badly reconstructed
         samples. ``history_`` holds each epoch's mean energy.
+
+        ``checkpoint_dir``, ``checkpoint_every`` and ``resume`` are passed to
+        :func:`lvebm.training.run_epochs`: checkpoints hold the dictionary and the fit's
+        state (online statistics ``A``, ``B``, ``t``, warm-start codes, usage counters,
+        generators), so a resumed fit ends bit-identical to an uninterrupted one on CPU.
         """
         Y = self._signals(data, "data")
         epochs, batch_size = check_fit_args(epochs, batch_size)
         lr = check_positive_float(lr, "lr")
+        check_checkpoint_args(checkpoint_dir, checkpoint_every, resume)
         check_choice(method, "method", ("online", "sgd"))
         check_choice(init, "init", ("data", "current"))
         n, k = Y.shape[0], self.config.n_atoms
@@ -219,38 +260,43 @@ class SparseCoding(nn.Module):
                 extra = torch.randn(Y.shape[1], k - n, generator=gen, dtype=Y.dtype)
                 W0 = torch.cat([W0, extra.to(Y.device)], dim=1)
             self.dictionary.data = normalize_columns(W0 + 1e-6 * W0.abs().max())
-        stats = OnlineStats.zeros(self.dictionary.data)
-        codes = Y.new_zeros(n, k) if n * k <= WARM_START_MAX else None
-        usage = torch.zeros(k, dtype=torch.long, device=Y.device)
-
-        n_steps = 0
+        fs = _FitState(
+            stats=OnlineStats.zeros(self.dictionary.data),
+            codes=Y.new_zeros(n, k) if n * k <= WARM_START_MAX else None,
+            usage=torch.zeros(k, dtype=torch.long, device=Y.device),
+            gen=gen,
+            n_reinit=self.n_reinit_,
+        )
 
         def step(idx: torch.Tensor) -> float:
-            nonlocal n_steps
             W = self.dictionary.data
             yb = Y[idx]
-            z0 = codes[idx] if codes is not None else None
+            z0 = fs.codes[idx] if fs.codes is not None else None
             res = solve_lasso(yb, W, self.lam, max_iter=300, tol=1e-4, z0=z0,
                               L=gram_lipschitz(W.T @ W))  # fmt: skip
             z = res.z
-            if codes is not None:
-                codes[idx] = z
-            usage.add_((z != 0).sum(0))
+            if fs.codes is not None:
+                fs.codes[idx] = z
+            fs.usage.add_((z != 0).sum(0))
             if method == "online":
-                W = online_update(W, yb, z, stats, rho=ONLINE_RHO)
+                W = online_update(W, yb, z, fs.stats, rho=ONLINE_RHO)
             else:
                 W = sgd_update(W, yb, z, lr=lr)
-            if reinit_dead and n_steps % DEAD_CHECK_EVERY == DEAD_CHECK_EVERY - 1:
-                W, n_new = reinit_dead_atoms(W, yb, z, usage, generator=gen, stats=stats)
-                self.n_reinit_ += n_new
-                usage.zero_()
-            n_steps += 1
+            if reinit_dead and fs.n_steps % DEAD_CHECK_EVERY == DEAD_CHECK_EVERY - 1:
+                W, n_new = reinit_dead_atoms(W, yb, z, fs.usage, generator=fs.gen, stats=fs.stats)
+                fs.n_reinit += n_new
+                fs.usage.zero_()
+            fs.n_steps += 1
             self.dictionary.data = W
             return float(res.objective.mean())
 
         index = torch.arange(n, device=Y.device)
-        self.history_ = run_epochs(
-            self, index, step, epochs=epochs, batch_size=batch_size, seed=seed,
-            progress=progress, callback=callback, desc="sparse coding",
-        )  # fmt: skip
+        try:
+            self.history_ = run_epochs(
+                self, index, step, epochs=epochs, batch_size=batch_size, seed=seed,
+                progress=progress, callback=callback, desc="sparse coding", extra_state=fs,
+                checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
+            )  # fmt: skip
+        finally:
+            self.n_reinit_ = fs.n_reinit
         return self
