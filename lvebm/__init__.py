@@ -16,7 +16,7 @@ from ._checks import (
 )
 from .io import load, save
 from .lasso import duality_gap, sparse_encode
-from .models import SparseCoding
+from .models import LISTA, PSD, SparseCoding
 from .ops import nonneg_shrink, shrink
 from .regularizers import L1, L2, NonNegL1, Regularizer
 
@@ -26,6 +26,8 @@ __all__ = [
     "shrink",
     "nonneg_shrink",
     "SparseCoding",
+    "LISTA",
+    "PSD",
     "Regularizer",
     "L1",
     "NonNegL1",

@@ -12,6 +12,7 @@ arguments; the public entry points (``sparse_encode``, the models) do.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
 import torch
@@ -98,6 +99,7 @@ def fista(
     tol: float = 1e-6,
     restart: bool = True,
     accelerate: bool = True,
+    callback: Callable[[int, torch.Tensor], None] | None = None,
 ) -> SolveResult:
     """Minimise ``f(z) + lam*R(z)`` per sample by FISTA (Beck & Teboulle 2009).
 
@@ -105,7 +107,8 @@ def fista(
     sample; with ``restart`` a sample's momentum is reset when it points uphill
     (gradient scheme of O'Donoghue & Candes 2015). Stops when every sample's relative
     change ``||z_t - z_{t-1}|| <= tol * ||z_t||`` (a zero code counts as converged when
-    it stops moving). ``accelerate=False`` gives ISTA.
+    it stops moving). ``accelerate=False`` gives ISTA. ``callback(t, z_t)``, if given,
+    sees every iterate (t = 1, 2, ...), e.g. to record an error-versus-iterations curve.
 
     Parameters
     ----------
@@ -136,6 +139,8 @@ def fista(
         else:
             x = z_new
         z = z_new
+        if callback is not None:
+            callback(n_iter, z)
         if bool((change <= tol * _row_norms(z)).all()):
             converged = True
             break
