@@ -165,6 +165,10 @@ def load_array(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.exists():
         raise LvebmValueError(f"`data` file not found: {path}.")
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):
+        raise LvebmValueError(f"{path}: not a .npy/.npz file (no NumPy or zip header).")
     try:
         loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:

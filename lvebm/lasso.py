@@ -181,6 +181,7 @@ def duality_gap(Y: ArrayLike, W: ArrayLike, Z: ArrayLike, lam: float) -> ArrayLi
     y, Wt, lam, _ = _check_problem(Y, W, lam, None)
     z = as_tensor(Z, "Z", device=y.device, dtype=y.dtype)
     check_shape(z, "Z", (y.shape[0], Wt.shape[1]))
+    check_finite(z, "Z")
     gap = _duality_gap(y, Wt, z, lam)
     return output_converter(Y)(gap)
 

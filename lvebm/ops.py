@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 
 from ._backend import ArrayLike, as_tensor, output_converter
-from ._checks import LvebmValueError
+from ._checks import LvebmValueError, check_finite
 
 __all__ = ["shrink", "nonneg_shrink", "normalize_columns", "power_iteration", "gram_lipschitz"]
 
@@ -29,6 +29,7 @@ def _nonneg_shrink(x: torch.Tensor, theta: torch.Tensor | float) -> torch.Tensor
 def _public(fn: Callable[[torch.Tensor, torch.Tensor | float], torch.Tensor]):
     def wrapped(x: ArrayLike, theta: ArrayLike) -> ArrayLike:
         xt = as_tensor(x, "x")
+        check_finite(xt, "x")
         th = as_tensor(theta, "theta", dtype=xt.dtype, device=xt.device)
         if th.numel() and (not bool(torch.isfinite(th).all()) or bool((th < 0).any())):
             raise LvebmValueError("`theta` must be finite and >= 0.")

@@ -83,6 +83,14 @@ def add_checkpoint_args(p) -> None:
     )  # fmt: skip
 
 
+def check_out_folder(out: Path) -> Path:
+    """Fail before any work when ``--out`` (or a parent) is an existing file."""
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            raise LvebmValueError(f"`--out` must be a folder; {p} is a file.")
+    return out
+
+
 def load_vectors(spec: str, *, patch_size: int = 12, n_patches: int = 20000,
                  whitening: str = "zca", seed: int = 0) -> Vectors:  # fmt: skip
     """Resolve ``--data``: a named embedded set or a file/folder, as flattened vectors."""

@@ -15,6 +15,7 @@ from ..plotting import save_atom_grid
 from ._common import (
     add_checkpoint_args,
     add_data_args,
+    check_out_folder,
     load_vectors,
     nonneg_float,
     positive_float,
@@ -99,6 +100,7 @@ def _usage_summary(usage: np.ndarray) -> dict:
 
 
 def run(args) -> None:
+    check_out_folder(args.out)
     vectors = load_vectors(args.data, patch_size=args.patch_size, n_patches=args.n_patches,
                            whitening=args.whiten, seed=args.seed)  # fmt: skip
     metrics = train_and_report(
