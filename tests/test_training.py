@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 
 import numpy as np
@@ -191,3 +192,22 @@ def test_checkpoints_are_pruned_to_keep_and_each_is_a_loadable_model(tmp_path, s
     assert names == ["step-000000014", "step-000000015"]  # 3 epochs x 5 batches
     loaded = lvebm.load(tmp_path / names[-1])
     assert torch.equal(loaded.dictionary, fitted.dictionary)
+
+
+def test_cli_divergence_is_one_line_naming_step_and_last_good_checkpoint(tmp_path, capsys):
+    from lvebm.cli import main
+
+    X = np.random.default_rng(0).normal(size=(40, 15)).astype(np.float32)
+    order = torch.randperm(40, generator=torch.Generator().manual_seed(0))
+    X[int(order[21])] = 1e19  # finite, but its energy overflows float32 in batch 6 (21 // 4 + 1)
+    np.save(tmp_path / "x.npy", X)
+    code = main(["train", "sparse-coding", "--data", str(tmp_path / "x.npy"), "--atoms", "4",
+                 "--batch-size", "4", "--epochs", "2", "--checkpoint-every", "2", "--seed", "0",
+                 "--out", str(tmp_path / "out")])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    kept = tmp_path / "out" / "checkpoints" / "step-000000004"
+    assert code == 2
+    assert re.match(r"error: training diverged at step 6: the loss is (inf|nan)\..*lr", err)
+    assert f"last good checkpoint is kept at {kept}" in err
+    assert ckpt.latest_checkpoint(tmp_path / "out" / "checkpoints") == kept
+    assert torch.isfinite(lvebm.load(kept).dictionary).all()
