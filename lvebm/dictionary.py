@@ -37,6 +37,16 @@ class OnlineStats:
         d, k = W.shape
         return cls(W.new_zeros(k, k), W.new_zeros(d, k), 0)
 
+    def state_dict(self) -> dict:
+        """``{"A", "B", "t"}``, for checkpoints (:class:`lvebm.training.Stateful`)."""
+        return {"A": self.A, "B": self.B, "t": self.t}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore in place from :meth:`state_dict` (shapes must match)."""
+        self.A.copy_(state["A"])
+        self.B.copy_(state["B"])
+        self.t = int(state["t"])
+
 
 def forgetting_factor(t: int, rho: float) -> float:
     """Weight of the past statistics at batch ``t`` (1-based): ``(1 - 1/t)^rho``.

@@ -211,3 +211,27 @@ def test_cli_divergence_is_one_line_naming_step_and_last_good_checkpoint(tmp_pat
     assert f"last good checkpoint is kept at {kept}" in err
     assert ckpt.latest_checkpoint(tmp_path / "out" / "checkpoints") == kept
     assert torch.isfinite(lvebm.load(kept).dictionary).all()
+
+
+def _lista(X):
+    D = np.random.default_rng(1).normal(size=(12, 16)).astype(np.float32)
+    return lvebm.LISTA(D / np.linalg.norm(D, axis=0), 0.2, steps=2)
+
+
+def _psd(X):
+    return lvebm.PSD(12, 16, 0.2, seed=0)
+
+
+@pytest.mark.parametrize("build", [_lista, _psd], ids=["lista", "psd"])
+def test_lista_and_psd_resume_bit_identical(signals, tmp_path, build):
+    def fit(**kw):
+        return build(signals).fit(signals, epochs=2, batch_size=32, lr=1e-2, seed=1,
+                                  progress=False, **kw)  # fmt: skip
+
+    ref = fit()
+    with pytest.raises(Crash):
+        fit(checkpoint_dir=tmp_path, checkpoint_every=1, callback=_crash_at(7))
+    resumed = fit(checkpoint_dir=tmp_path, resume=True)
+    for (name, a), b in zip(resumed.state_dict().items(), ref.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert resumed.history_ == ref.history_

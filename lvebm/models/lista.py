@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -11,6 +12,7 @@ from torch import nn
 
 from .._backend import ArrayLike, as_tensor, output_converter, resolve_device
 from .._checks import (
+    LvebmTypeError,
     check_choice,
     check_finite,
     check_int,
@@ -24,7 +26,7 @@ from .._checks import (
 from ..io import register_model
 from ..lasso import lasso_objective, sparse_encode
 from ..ops import gram_lipschitz
-from ..training import TrainState, check_fit_args, run_epochs
+from ..training import TrainState, check_checkpoint_args, check_fit_args, run_epochs
 from ..unrolled import analytic_weights, coupled_forward, lista_forward
 
 __all__ = ["LISTA", "LISTAConfig"]
@@ -114,7 +116,7 @@ class LISTA(nn.Module):
         check_nonempty(D, "dictionary")
         check_finite(D, "dictionary")
         if not isinstance(tied, bool):
-            raise TypeError(f"`tied` must be a bool; got {tied!r}.")
+            raise LvebmTypeError(f"`tied` must be a bool; got {tied!r}.")
         self.config = LISTAConfig(
             D.shape[0], D.shape[1], check_nonneg_float(lam, "lam"), check_int(steps, "steps"),
             tied, check_choice(variant, "variant", VARIANTS),
@@ -225,6 +227,9 @@ class LISTA(nn.Module):
         seed: int | None = 0,
         progress: bool = True,
         callback: Callable[[TrainState], None] | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int | None = None,
+        resume: bool | str | os.PathLike = False,
     ) -> LISTA:
         """Train the layers by backpropagation through the unrolled network.
 
@@ -232,11 +237,14 @@ class LISTA(nn.Module):
         ``||z(y) - z*(y)||^2`` with ``z*`` the optimal codes, given as ``codes`` (n, k)
         or computed here by FISTA (tol ``TARGET_TOL``); ``target="energy"``
         (unsupervised) minimises the mean energy ``E(y, z(y))`` directly.
-        ``history_`` holds each epoch's mean loss.
+        ``history_`` holds each epoch's mean loss. ``checkpoint_dir``,
+        ``checkpoint_every`` and ``resume`` are passed to
+        :func:`lvebm.training.run_epochs` (weights and Adam state are checkpointed).
         """
         Y = self._signals(data, "data")
         epochs, batch_size = check_fit_args(epochs, batch_size)
         lr = check_positive_float(lr, "lr")
+        check_checkpoint_args(checkpoint_dir, checkpoint_every, resume)
         check_choice(target, "target", ("fista", "energy"))
         Z = None
         if target == "fista":
@@ -259,7 +267,8 @@ class LISTA(nn.Module):
         index = torch.arange(Y.shape[0], device=Y.device)
         self.history_ = run_epochs(
             self, index, step, epochs=epochs, batch_size=batch_size, seed=seed,
-            progress=progress, callback=callback, desc="LISTA",
+            progress=progress, callback=callback, desc="LISTA", optimizer=opt,
+            checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
         )  # fmt: skip
         return self
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -26,7 +27,7 @@ from ..io import register_model
 from ..ops import gram_lipschitz, normalize_columns
 from ..regularizers import L1
 from ..solvers import fista
-from ..training import TrainState, check_fit_args, run_epochs
+from ..training import TrainState, check_checkpoint_args, check_fit_args, run_epochs
 from .lista import LISTA
 
 __all__ = ["PSD", "PSDConfig", "psd_energy"]
@@ -212,6 +213,9 @@ class PSD(nn.Module):
         seed: int | None = 0,
         progress: bool = True,
         callback: Callable[[TrainState], None] | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int | None = None,
+        resume: bool | str | os.PathLike = False,
     ) -> PSD:
         """Train dictionary and encoder jointly on ``data`` (n, d).
 
@@ -220,11 +224,14 @@ class PSD(nn.Module):
         :meth:`SparseCoding.fit`) and is renormalised; the encoder takes an Adam step
         (rate ``lr``) on ``0.5*alpha*||z* - Enc(y)||^2``. The dictionary starts from
         random unit-normed training samples. ``history_`` holds each epoch's mean
-        energy ``E(y, z*)``.
+        energy ``E(y, z*)``. ``checkpoint_dir``, ``checkpoint_every`` and ``resume`` are
+        passed to :func:`lvebm.training.run_epochs` (weights, Adam state and the online
+        statistics are checkpointed).
         """
         Y = self._signals(data, "data")
         epochs, batch_size = check_fit_args(epochs, batch_size)
         lr = check_positive_float(lr, "lr")
+        check_checkpoint_args(checkpoint_dir, checkpoint_every, resume)
         n, k = Y.shape[0], self.config.n_atoms
         gen = make_generator(None if seed is None else seed + 1)
         pick = torch.randint(0, n, (k,), generator=gen).to(Y.device)
@@ -252,6 +259,8 @@ class PSD(nn.Module):
         index = torch.arange(n, device=Y.device)
         self.history_ = run_epochs(
             self, index, step, epochs=epochs, batch_size=batch_size, seed=seed,
-            progress=progress, callback=callback, desc="PSD",
+            progress=progress, callback=callback, desc="PSD", optimizer=opt,
+            extra_state=stats, checkpoint_dir=checkpoint_dir,
+            checkpoint_every=checkpoint_every, resume=resume,
         )  # fmt: skip
         return self
