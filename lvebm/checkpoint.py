@@ -52,6 +52,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
     "step_folder_name",
+    "discard_checkpoints_after",
 ]
 
 CHECKPOINT_FORMAT = "lvebm-checkpoint"
@@ -221,11 +222,28 @@ def _remove_hidden(directory: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def _prune(directory: Path, keep: int) -> None:
-    for old in list_checkpoints(directory)[:-keep]:
+def _discard(directory: Path, folders: list[Path]) -> None:
+    """Delete checkpoint folders crash-safely: rename to a hidden name, then remove."""
+    for old in folders:
         trash = directory / f".trash-{old.name}"
         os.rename(old, trash)
         shutil.rmtree(trash, ignore_errors=True)
+
+
+def _prune(directory: Path, keep: int) -> None:
+    _discard(directory, list_checkpoints(directory)[:-keep])
+
+
+def discard_checkpoints_after(directory: str | os.PathLike, step: int) -> int:
+    """Delete the checkpoints of ``directory`` newer than ``step``; return how many.
+
+    Used when a run starts afresh (``step=0``) or resumes from an older checkpoint:
+    the newer ones belong to an abandoned run and must not be resumed from later.
+    """
+    directory = Path(directory)
+    newer = [p for p in list_checkpoints(directory) if int(p.name[5:]) > step]
+    _discard(directory, newer)
+    return len(newer)
 
 
 # -- reading ----------------------------------------------------------------------------

@@ -46,7 +46,13 @@ from ._checks import (
     TrainingInterrupted,
     check_int,
 )
-from .checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    Checkpoint,
+    discard_checkpoints_after,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .io import model_kind
 
 __all__ = ["TrainState", "Stateful", "run_epochs", "check_fit_args", "check_checkpoint_args"]
@@ -258,13 +264,21 @@ def run_epochs(
     if resume is True and source is None:
         warnings.warn(f"no checkpoint in {folder}; training from the start.", stacklevel=2)
     if source is not None:
-        loop = _restore(load_checkpoint(source), model, optimizer, extra_state, gen, n, batch_size)
+        ckpt = load_checkpoint(source)
+        loop = _restore(ckpt, model, optimizer, extra_state, gen, n, batch_size)
+        source = ckpt.path
+    if folder is not None:
+        _discard_abandoned(folder, loop.step)
     meta = {"n_samples": n, "batch_size": batch_size, "seed": seed, "epochs": epochs}
     state = TrainState(step=loop.step, epoch=loop.epoch, loss=float("nan"), model=model,
                        history=loop.history, checkpoint=source)  # fmt: skip
 
+    saved_at = -1  # the step of the last checkpoint this run wrote
+
     def checkpoint() -> None:
-        if folder is not None:
+        nonlocal saved_at
+        if folder is not None and saved_at != loop.step:
+            saved_at = loop.step
             state.checkpoint = save_checkpoint(
                 folder, model, step=loop.step, epoch=loop.epoch, batch=loop.batch,
                 history=loop.history, meta={**meta, "epoch_loss_sum": loop.loss_sum},
@@ -314,6 +328,18 @@ def run_epochs(
     finally:
         bar.close()
     return loop.history
+
+
+def _discard_abandoned(folder: Path, step: int) -> None:
+    """Remove checkpoints newer than the starting step: they belong to an abandoned run."""
+    n_old = discard_checkpoints_after(folder, step)
+    if n_old:
+        what = "a fresh start" if step == 0 else f"resuming from step {step}"
+        warnings.warn(
+            f"removed {n_old} checkpoint(s) newer than step {step} from {folder} "
+            f"({what}; they belonged to an earlier run).",
+            stacklevel=3,
+        )
 
 
 def _diverged(exc: DivergenceError, last_good: Path | None) -> DivergenceError:

@@ -63,7 +63,7 @@ class _Regression(torch.nn.Module):
         self.register_buffer("seen", torch.zeros(()))
 
 
-def _fit_regression(tmp, *, crash=None, resume=False, epochs=3):
+def _fit_regression(tmp, *, crash=None, resume=False, epochs=3, every=3):
     torch.manual_seed(0)
     model = _Regression()
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
@@ -81,7 +81,7 @@ def _fit_regression(tmp, *, crash=None, resume=False, epochs=3):
 
     callback = None if crash is None else _crash_at(crash)
     hist = run_epochs(model, torch.arange(70), step, epochs=epochs, batch_size=16, seed=2,
-                      progress=False, optimizer=opt, checkpoint_dir=tmp, checkpoint_every=3,
+                      progress=False, optimizer=opt, checkpoint_dir=tmp, checkpoint_every=every,
                       resume=resume, callback=callback)  # fmt: skip
     return model, opt, hist
 
@@ -235,3 +235,23 @@ def test_lista_and_psd_resume_bit_identical(signals, tmp_path, build):
     for (name, a), b in zip(resumed.state_dict().items(), ref.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert resumed.history_ == ref.history_
+
+
+def test_resume_from_an_older_checkpoint_discards_the_newer_ones(tmp_path):
+    ref, _, ref_hist = _fit_regression(tmp_path / "ref")
+    with pytest.raises(Crash):
+        _fit_regression(tmp_path / "run", crash=8)
+    older, newer = ckpt.list_checkpoints(tmp_path / "run")
+    assert (older.name, newer.name) == ("step-000000003", "step-000000006")
+    with pytest.warns(UserWarning, match="removed 1 checkpoint.*resuming from step 3"):
+        model, _, hist = _fit_regression(tmp_path / "run", resume=older)
+    assert hist == ref_hist and torch.equal(model.lin.weight, ref.lin.weight)
+
+
+def test_fresh_start_in_a_used_folder_removes_the_old_run(tmp_path):
+    _fit_regression(tmp_path, epochs=1, every=2)
+    assert ckpt.latest_checkpoint(tmp_path).name == "step-000000005"
+    with pytest.warns(UserWarning, match="removed 2 checkpoint.*a fresh start"):
+        with pytest.raises(Crash):
+            _fit_regression(tmp_path, crash=2, every=1)
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step-000000001"]
