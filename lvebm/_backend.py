@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._checks import LvebmTypeError, LvebmValueError, _show
+from ._checks import LvebmTypeError, LvebmValueError, _show, check_seed
 
 ArrayLike = Any  # np.ndarray | torch.Tensor | nested sequences
 
@@ -99,6 +99,7 @@ def output_converter(like: Any) -> Callable[[torch.Tensor], Any]:
 
 def make_generator(seed: int | None, device: torch.device | None = None) -> torch.Generator:
     """A ``torch.Generator`` seeded with ``seed`` (None: a fresh non-deterministic seed)."""
+    seed = check_seed(seed)
     gen = torch.Generator(device=device if device is not None else "cpu")
     if seed is None:
         gen.seed()

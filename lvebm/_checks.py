@@ -109,6 +109,39 @@ def check_int(value: Any, name: str, *, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_seed(value: Any, name: str = "seed") -> int | None:
+    """Return ``value`` as an int >= 0, or None, or raise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise LvebmTypeError(f"`{name}` must be an integer >= 0 or None; got {_show(value)}.")
+    if value < 0:
+        raise fail(name, "an integer >= 0 or None", int(value))
+    return int(value)
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """Return ``value`` if it is a bool, or raise."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise LvebmTypeError(f"`{name}` must be True or False; got {_show(value)}.")
+    return bool(value)
+
+
+def check_float_dtype(dtype: Any, name: str = "dtype") -> torch.dtype:
+    """Return ``dtype`` if it is a floating torch dtype, or raise."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise LvebmTypeError(
+            f"`{name}` must be a floating torch dtype such as torch.float32; got {_show(dtype)}."
+        )
+    return dtype
+
+
+def check_callable(value: Any, name: str) -> None:
+    """Raise unless ``value`` is None or callable."""
+    if value is not None and not callable(value):
+        raise LvebmTypeError(f"`{name}` must be callable or None; got {_show(value)}.")
+
+
 def check_choice(value: Any, name: str, choices: Iterable[str]) -> str:
     """Return ``value`` if it is one of ``choices`` or raise."""
     choices = tuple(choices)

@@ -165,6 +165,8 @@ def load_array(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.exists():
         raise LvebmValueError(f"`data` file not found: {path}.")
+    if not path.is_file():
+        raise LvebmValueError(f"`data` must be a .npy/.npz file; {path} is a folder.")
     with open(path, "rb") as fh:
         magic = fh.read(6)
     if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):
@@ -256,6 +258,8 @@ def whiten(patches: np.ndarray, *, method: str = "zca", eps: float = 0.1) -> np.
     X = np.asarray(patches, dtype=np.float64)
     if X.ndim != 2 or X.shape[0] == 0:
         raise LvebmValueError(f"`patches` must be a non-empty (n, s*s) array; got {X.shape}.")
+    if not np.isfinite(X).all():
+        raise LvebmValueError("`patches` must contain only finite values; it has NaN or Inf.")
     X = X - X.mean(axis=1, keepdims=True)
     if method == "zca":
         C = X.T @ X / X.shape[0]

@@ -8,12 +8,16 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import least_squares
 
+from ._checks import LvebmValueError
+
 __all__ = ["atom_usage", "gabor_r2", "gabor_likeness"]
 
 
 def atom_usage(Z: np.ndarray) -> np.ndarray:
     """Fraction of samples in which each atom is active; codes (n, k) -> (k,)."""
     Z = np.asarray(Z)
+    if Z.ndim != 2 or Z.shape[0] == 0:
+        raise LvebmValueError(f"`Z` must be a non-empty (n, k) array of codes; got {Z.shape}.")
     return (Z != 0).mean(axis=0)
 
 
@@ -32,6 +36,8 @@ def gabor_r2(atom: np.ndarray) -> float:
     in coordinates rotated by ``theta`` about ``(x0, y0)``.
     """
     a = np.asarray(atom, dtype=np.float64)
+    if a.ndim != 2 or not np.isfinite(a).all():
+        raise LvebmValueError(f"`atom` must be a finite (h, w) array; got shape {a.shape}.")
     h, w = a.shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     total = ((a - a.mean()) ** 2).sum()
@@ -66,5 +72,10 @@ def gabor_likeness(W: np.ndarray, patch_shape: tuple[int, int], *, threshold: fl
     Returns ``(fraction of atoms with R^2 > threshold, R^2 per atom (k,))``.
     """
     W = np.asarray(W)
+    if W.ndim != 2 or W.shape[0] != int(np.prod(patch_shape)):
+        raise LvebmValueError(
+            f"`W` must be (d, k) with d = {int(np.prod(patch_shape))} pixels of `patch_shape` "
+            f"{tuple(patch_shape)}; got {W.shape}."
+        )
     r2 = np.array([gabor_r2(W[:, j].reshape(patch_shape)) for j in range(W.shape[1])])
     return float((r2 > threshold).mean()), r2

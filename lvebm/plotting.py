@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._checks import LvebmValueError
+
 __all__ = ["tile_grid", "save_atom_grid"]
 
 
@@ -17,6 +19,12 @@ def tile_grid(atoms: np.ndarray, *, pad: int = 1) -> np.ndarray:
     Returns (H, W) for grey, (H, W, 3) for colour, in [0, 1] with 0.5 meaning zero.
     """
     atoms = np.asarray(atoms, dtype=np.float64)
+    if atoms.ndim not in (3, 4) or atoms.shape[0] == 0 or (atoms.ndim == 4 and atoms.shape[1] != 3):
+        raise LvebmValueError(
+            f"`atoms` must be a non-empty (k, h, w) or (k, 3, h, w) array; got {atoms.shape}."
+        )
+    if not np.isfinite(atoms).all():
+        raise LvebmValueError("`atoms` must contain only finite values; it has NaN or Inf.")
     color = atoms.ndim == 4
     k = atoms.shape[0]
     h, w = atoms.shape[-2:]

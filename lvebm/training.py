@@ -44,6 +44,7 @@ from ._checks import (
     DivergenceError,
     LvebmTypeError,
     TrainingInterrupted,
+    check_callable,
     check_int,
 )
 from .checkpoint import (
@@ -254,6 +255,7 @@ def run_epochs(
     first Ctrl-C, once the current step is finished and a checkpoint saved.
     """
     epochs, batch_size = check_fit_args(epochs, batch_size)
+    check_callable(callback, "callback")
     folder, every, resume = check_checkpoint_args(checkpoint_dir, checkpoint_every, resume)
     keep = check_int(keep, "keep")
     n = data.shape[0]

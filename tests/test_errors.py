@@ -25,6 +25,8 @@ from lvebm import CheckpointError, LvebmTypeError, LvebmValueError
 from lvebm.checkpoint import load_checkpoint
 from lvebm.cli import main
 from lvebm.data import load_array, load_mnist, read_idx, sample_patches, whiten
+from lvebm.diagnostics import atom_usage, gabor_likeness
+from lvebm.plotting import save_atom_grid, tile_grid
 from lvebm.training import run_epochs
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
@@ -275,6 +277,19 @@ TABLE: list[Case] = [
     Case("run_epochs(model, ...)", "checkpoint of a SparseCoding resumed into a plain module", K,
          r"holds a 'sparse_coding' model but the model being trained is None",
          lambda t: _resume_plain_module(_checkpoint(t))),
+    Case("SparseCoding(..., dtype=)", "integer dtype", T, r"`dtype` must be a floating torch dtype",
+         lambda t: SC(5, 8, 0.1, dtype=torch.int64)),
+    Case("SparseCoding(..., seed=)", "negative seed", V, r"`seed` must be an integer >= 0 or None",
+         lambda t: SC(5, 8, 0.1, seed=-1)),
+    Case("model.fit(..., seed=)", "seed is a string", T, r"`seed` must be an integer >= 0 or None",
+         lambda t: _model().fit(Y, seed="a", progress=False)),
+    Case("model.fit(..., reinit_dead=)", "reinit_dead is a string", T,
+         r"`reinit_dead` must be True or False", lambda t: _model().fit(Y, reinit_dead="yes")),
+    Case("model.fit(..., callback=)", "callback not callable", T, r"`callback` must be callable",
+         lambda t: _model().fit(Y, callback=3, progress=False)),
+    Case("model.fit(..., checkpoint_dir=)", "checkpoint_dir is a file", T,
+         r"`checkpoint_dir` must be a folder; .* is a file",
+         lambda t: _model().fit(Y, checkpoint_dir=_file(t, "f", b"x"), progress=False)),
     # LISTA / PSD
     Case("LISTA(dictionary, lam)", "NaN in dictionary", V, r"`dictionary` must contain only finite",
          lambda t: lvebm.LISTA(_with(W, (0, 1), np.nan), 0.1)),
@@ -354,6 +369,20 @@ TABLE: list[Case] = [
     Case("whiten(patches, method='1/f')", "patches not square", V,
          r"`patches` must be square for 1/f whitening",
          lambda t: whiten(rng.normal(size=(4, 15)), method="1/f")),
+    Case("load_array(path)", "path is a folder", V,
+         r"`data` must be a .npy/.npz file; .* is a folder", lambda t: load_array(t)),
+    Case("whiten(patches)", "NaN in patches", V, r"`patches` must contain only finite values",
+         lambda t: whiten(np.full((4, 16), np.nan))),
+    # figures and diagnostics
+    Case("tile_grid(atoms)", "atoms is 2-d", V, r"`atoms` must be a non-empty \(k, h, w\)",
+         lambda t: tile_grid(np.ones((3, 3)))),
+    Case("save_atom_grid(atoms, path)", "NaN in atoms", V, r"`atoms` must contain only finite",
+         lambda t: save_atom_grid(np.full((2, 3, 3), np.nan), t / "a.png")),
+    Case("atom_usage(Z)", "Z is 1-d", V, r"`Z` must be a non-empty \(n, k\) array of codes",
+         lambda t: atom_usage(np.ones(3))),
+    Case("gabor_likeness(W, patch_shape)", "W rows do not match the patch", V,
+         r"`W` must be \(d, k\) with d = 9 pixels",
+         lambda t: gabor_likeness(np.ones((10, 4)), (3, 3))),
     # command line
     Case("lvebm train sparse-coding", "--atoms 0", CliError,
          r"argument --atoms: must be an integer >= 1; got 0", cli(*TRAIN, "--atoms", "0")),

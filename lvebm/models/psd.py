@@ -20,6 +20,7 @@ from .._checks import (
     check_nonneg_float,
     check_positive_float,
     check_same_size,
+    check_seed,
     check_shape,
 )
 from ..dictionary import OnlineStats, online_update
@@ -232,6 +233,7 @@ class PSD(nn.Module):
         epochs, batch_size = check_fit_args(epochs, batch_size)
         lr = check_positive_float(lr, "lr")
         check_checkpoint_args(checkpoint_dir, checkpoint_every, resume)
+        seed = check_seed(seed)
         n, k = Y.shape[0], self.config.n_atoms
         gen = make_generator(None if seed is None else seed + 1)
         pick = torch.randint(0, n, (k,), generator=gen).to(Y.device)

@@ -12,14 +12,18 @@ from torch import nn
 
 from .._backend import ArrayLike, as_tensor, make_generator, output_converter, resolve_device
 from .._checks import (
+    check_bool,
+    check_callable,
     check_choice,
     check_finite,
+    check_float_dtype,
     check_int,
     check_ndim,
     check_nonempty,
     check_nonneg_float,
     check_positive_float,
     check_same_size,
+    check_seed,
 )
 from ..dictionary import OnlineStats, online_update, reinit_dead_atoms, sgd_update
 from ..io import register_model
@@ -122,6 +126,7 @@ class SparseCoding(nn.Module):
         dtype: torch.dtype = torch.float32,
     ):
         super().__init__()
+        check_float_dtype(dtype)
         self.config = SparseCodingConfig(
             check_int(n_features, "n_features"),
             check_int(n_atoms, "n_atoms"),
@@ -249,6 +254,8 @@ class SparseCoding(nn.Module):
         epochs, batch_size = check_fit_args(epochs, batch_size)
         lr = check_positive_float(lr, "lr")
         check_checkpoint_args(checkpoint_dir, checkpoint_every, resume)
+        seed, reinit_dead = check_seed(seed), check_bool(reinit_dead, "reinit_dead")
+        check_callable(callback, "callback")
         check_choice(method, "method", ("online", "sgd"))
         check_choice(init, "init", ("data", "current"))
         n, k = Y.shape[0], self.config.n_atoms
