@@ -25,6 +25,7 @@ exactly. Resuming from a checkpoint gives bit-identical results on CPU.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import threading
 import warnings
@@ -43,6 +44,7 @@ from ._checks import (
     CheckpointError,
     DivergenceError,
     LvebmTypeError,
+    LvebmValueError,
     TrainingInterrupted,
     check_callable,
     check_int,
@@ -97,15 +99,15 @@ def check_checkpoint_args(
 ) -> tuple[Path | None, int | None, bool | Path]:
     """Validate ``checkpoint_dir`` (path or None), ``checkpoint_every`` (int >= 1 or None)
     and ``resume`` (bool, or the path of a checkpoint to resume from)."""
-    if checkpoint_dir is not None and not isinstance(checkpoint_dir, (str, Path)):
+    if checkpoint_dir is not None and not isinstance(checkpoint_dir, (str, os.PathLike)):
         raise LvebmTypeError(
             f"`checkpoint_dir` must be a path or None; got {type(checkpoint_dir).__name__}."
         )
     folder = None if checkpoint_dir is None else Path(checkpoint_dir)
     if folder is not None and folder.exists() and not folder.is_dir():
-        raise LvebmTypeError(f"`checkpoint_dir` must be a folder; {folder} is a file.")
+        raise LvebmValueError(f"`checkpoint_dir` must be a folder; {folder} is a file.")
     every = None if checkpoint_every is None else check_int(checkpoint_every, "checkpoint_every")
-    if isinstance(resume, (str, Path)):
+    if isinstance(resume, (str, os.PathLike)):
         resume = Path(resume)
     elif not isinstance(resume, bool):
         raise LvebmTypeError(f"`resume` must be a bool or a checkpoint path; got {resume!r}.")
@@ -117,14 +119,17 @@ def check_checkpoint_args(
 def _check_finite_state(model: torch.nn.Module, loss: float, step: int) -> None:
     if not math.isfinite(loss):
         raise DivergenceError(f"training diverged at step {step}: the loss is {loss}.", step=step)
-    named = (("parameter", model.named_parameters()), ("buffer", model.named_buffers()))
-    for kind, tensors in named:
-        for name, p in tensors:
-            if p.is_floating_point() and not bool(torch.isfinite(p).all()):
-                raise DivergenceError(
-                    f"training diverged at step {step}: {kind} `{name}` has NaN or Inf.",
-                    step=step,
-                )
+    named = [("parameter", name, p) for name, p in model.named_parameters()]
+    named += [("buffer", name, b) for name, b in model.named_buffers() if b.is_floating_point()]
+    if not named:
+        return
+    finite = torch.stack([torch.isfinite(t).all().to("cpu") for _, _, t in named])  # one sync
+    if bool(finite.all()):
+        return
+    kind, name, _ = named[int((~finite).nonzero()[0])]
+    raise DivergenceError(
+        f"training diverged at step {step}: {kind} `{name}` has NaN or Inf.", step=step
+    )
 
 
 @dataclass

@@ -287,7 +287,7 @@ TABLE: list[Case] = [
          r"`reinit_dead` must be True or False", lambda t: _model().fit(Y, reinit_dead="yes")),
     Case("model.fit(..., callback=)", "callback not callable", T, r"`callback` must be callable",
          lambda t: _model().fit(Y, callback=3, progress=False)),
-    Case("model.fit(..., checkpoint_dir=)", "checkpoint_dir is a file", T,
+    Case("model.fit(..., checkpoint_dir=)", "checkpoint_dir is a file", V,
          r"`checkpoint_dir` must be a folder; .* is a file",
          lambda t: _model().fit(Y, checkpoint_dir=_file(t, "f", b"x"), progress=False)),
     # LISTA / PSD
