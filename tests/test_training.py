@@ -255,3 +255,17 @@ def test_fresh_start_in_a_used_folder_removes_the_old_run(tmp_path):
         with pytest.raises(Crash):
             _fit_regression(tmp_path, crash=2, every=1)
     assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step-000000001"]
+
+
+def test_cli_warnings_are_one_line(tmp_path, capsys):
+    from lvebm.cli import main
+
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(20, 6)).astype(np.float32))
+    code = main(["train", "sparse-coding", "--data", str(tmp_path / "x.npy"), "--atoms", "3",
+                 "--epochs", "1", "--out", str(tmp_path / "out"), "--resume"])  # fmt: skip
+    lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    assert code == 0
+    assert (
+        f"warning: no checkpoint in {tmp_path / 'out' / 'checkpoints'}; training from the start."
+        in lines
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from .._checks import LvebmError, TrainingInterrupted
 from . import demo, encode, sparse_coding
@@ -48,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # bad syntax (one line already printed) or --help
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            args.run(args)
     except (LvebmError, ValueError, TypeError, OSError) as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
@@ -64,3 +67,8 @@ def main(argv: list[str] | None = None) -> int:
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line ``warning: ...`` on stderr (no source line)."""
+    print(f"warning: {_one_line(message)}", file=sys.stderr)
