@@ -1,0 +1,108 @@
+"""Data loaders: IDX files (plain and gzipped), .npz, patches, whitening."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from lvebm import LvebmValueError
+from lvebm.data import load_array, load_digits, load_mnist, read_idx, sample_patches, whiten
+
+
+def write_idx(path, array: np.ndarray, *, gz: bool = False) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    blob = header + array.astype(np.uint8).tobytes()
+    (gzip.open if gz else open)(path, "wb").write(blob)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_load_mnist_reads_idx_folder(tmp_path, gz):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
+    labels = np.array([3, 1, 4, 1, 5], dtype=np.uint8)
+    suffix = ".gz" if gz else ""
+    write_idx(tmp_path / f"train-images-idx3-ubyte{suffix}", images, gz=gz)
+    write_idx(tmp_path / f"train-labels-idx1-ubyte{suffix}", labels, gz=gz)
+    X, y = load_mnist(tmp_path)
+    np.testing.assert_allclose(X, images / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(y, labels)
+
+
+def test_read_idx_rejects_truncated_and_foreign_files(tmp_path):
+    write_idx(tmp_path / "a", np.zeros((4, 3, 3)))
+    blob = (tmp_path / "a").read_bytes()
+    (tmp_path / "a").write_bytes(blob[:-5])
+    with pytest.raises(LvebmValueError, match="truncated"):
+        read_idx(tmp_path / "a")
+    (tmp_path / "b").write_bytes(b"PK\x03\x04 not idx")
+    with pytest.raises(LvebmValueError, match="magic"):
+        read_idx(tmp_path / "b")
+
+
+def test_load_mnist_npz_and_shared_digits(tmp_path, mnist_path):
+    X, y = load_mnist(mnist_path)
+    assert X.shape == (8000, 28, 28) and y.shape == (8000,)
+    assert X.dtype == np.float32 and 0 <= X.min() and X.max() <= 1
+    assert np.bincount(y).tolist() == [800] * 10
+
+
+def test_load_array_reads_npy_and_npz_without_pickle(tmp_path):
+    a = np.arange(12.0).reshape(3, 4)
+    np.save(tmp_path / "a.npy", a)
+    np.savez(tmp_path / "b.npz", data=a)
+    np.testing.assert_array_equal(load_array(tmp_path / "a.npy"), a)
+    np.testing.assert_array_equal(load_array(tmp_path / "b.npz"), a)
+    np.save(tmp_path / "obj.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(LvebmValueError, match="not a readable"):
+        load_array(tmp_path / "obj.npy")
+
+
+def test_digits_are_scaled_to_unit_interval():
+    X, y = load_digits()
+    assert X.shape == (1797, 8, 8) and X.max() == 1.0 and X.min() == 0.0
+
+
+def test_patches_come_from_the_images():
+    img = np.arange(400, dtype=np.float32).reshape(20, 20) / 400
+    P = sample_patches([img], 5, 30, seed=0)
+    assert P.shape == (30, 25)
+    # each patch is a contiguous 5x5 window: rows differ by 20/400, columns by 1/400
+    np.testing.assert_allclose(np.diff(P.reshape(30, 5, 5), axis=2), 1 / 400, rtol=1e-4)
+
+
+def smooth_noise_patches(n: int = 4000) -> np.ndarray:
+    """Correlated 8x8 patches: noise plus 0.45 x its two neighbours (an invertible filter)."""
+    raw = np.random.default_rng(0).normal(size=(n, 8, 8))
+    smooth = raw + 0.45 * (np.roll(raw, 1, 1) + np.roll(raw, 1, 2))
+    return smooth.reshape(n, 64)
+
+
+def mean_abs_correlation(X: np.ndarray) -> float:
+    C = np.corrcoef(X.T)
+    return float(np.abs(C - np.eye(len(C))).mean())
+
+
+def test_zca_decorrelates_pixels():
+    X = whiten(smooth_noise_patches(), method="zca", eps=1e-7)
+    # what is left is the -1/63 correlation that per-patch mean removal induces
+    assert mean_abs_correlation(X) < 0.03
+    np.testing.assert_allclose(X.var(), 1.0, rtol=1e-5)
+
+
+def test_one_over_f_whitening_applies_the_olshausen_field_filter():
+    x = np.arange(8)
+    low = np.cos(2 * np.pi * 1 * x / 8)[None, :].repeat(8, 0)  # |f| = 1/8 cycles per pixel
+    high = np.cos(2 * np.pi * 2 * x / 8)[None, :].repeat(8, 0)  # |f| = 2/8
+    flat = np.ones((8, 8))
+    out = whiten(np.stack([low, high, flat]).reshape(3, 64), method="1/f")
+
+    def gain(f):  # rho * exp(-(rho/0.4)^4) with rho = |f| / Nyquist
+        rho = f / 0.5
+        return rho * np.exp(-((rho / 0.4) ** 4))
+
+    np.testing.assert_allclose(out[2], 0, atol=1e-6)  # the mean (DC) is removed
+    ratio = np.abs(out[1]).max() / np.abs(out[0]).max()
+    np.testing.assert_allclose(ratio, gain(2 / 8) / gain(1 / 8), rtol=1e-4)
