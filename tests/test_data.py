@@ -106,3 +106,29 @@ def test_one_over_f_whitening_applies_the_olshausen_field_filter():
     np.testing.assert_allclose(out[2], 0, atol=1e-6)  # the mean (DC) is removed
     ratio = np.abs(out[1]).max() / np.abs(out[0]).max()
     np.testing.assert_allclose(ratio, gain(2 / 8) / gain(1 / 8), rtol=1e-4)
+
+
+def test_download_keeps_only_files_with_the_right_checksum(tmp_path, monkeypatch):
+    import hashlib
+    import io
+
+    import lvebm.data as data
+
+    good = {name: f"payload of {name}".encode() for name in data.MNIST_FILES}
+    monkeypatch.setattr(
+        data, "MNIST_FILES", {n: hashlib.md5(b).hexdigest() for n, b in good.items()}
+    )
+    served = dict(good)
+
+    def fake_urlopen(url, timeout):
+        return io.BytesIO(served[url.rsplit("/", 1)[1]])
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", fake_urlopen)
+    data._download_mnist(tmp_path)
+    assert all((tmp_path / n).read_bytes() == b for n, b in good.items())
+    first = next(iter(good))
+    (tmp_path / first).unlink()
+    served[first] = b"tampered"
+    with pytest.raises(LvebmValueError, match="MD5"):
+        data._download_mnist(tmp_path)
+    assert not (tmp_path / first).exists()

@@ -228,6 +228,7 @@ class SparseCoding(nn.Module):
         method: str = "online",
         init: str = "data",
         reinit_dead: bool = True,
+        nonneg: bool = False,
         progress: bool = True,
         callback: Callable[[TrainState], None] | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
@@ -243,7 +244,9 @@ class SparseCoding(nn.Module):
         norm. ``init="data"`` starts from random unit-normed training samples,
         ``"current"`` continues from the present dictionary. With ``reinit_dead``, atoms
         unused for ``DEAD_CHECK_EVERY`` steps are replaced by badly reconstructed
-        samples. ``history_`` holds each epoch's mean energy.
+        samples. ``nonneg=True`` constrains the codes to ``z >= 0`` (non-negative sparse
+        coding, which favours parts such as pen strokes over whole-digit prototypes).
+        ``history_`` holds each epoch's mean energy.
 
         ``checkpoint_dir``, ``checkpoint_every`` and ``resume`` are passed to
         :func:`lvebm.training.run_epochs`: checkpoints hold the dictionary and the fit's
@@ -255,6 +258,7 @@ class SparseCoding(nn.Module):
         lr = check_positive_float(lr, "lr")
         check_checkpoint_args(checkpoint_dir, checkpoint_every, resume)
         seed, reinit_dead = check_seed(seed), check_bool(reinit_dead, "reinit_dead")
+        nonneg = check_bool(nonneg, "nonneg")
         check_callable(callback, "callback")
         check_choice(method, "method", ("online", "sgd"))
         check_choice(init, "init", ("data", "current"))
@@ -279,7 +283,7 @@ class SparseCoding(nn.Module):
             W = self.dictionary.data
             yb = Y[idx]
             z0 = fs.codes[idx] if fs.codes is not None else None
-            res = solve_lasso(yb, W, self.lam, max_iter=300, tol=1e-4, z0=z0,
+            res = solve_lasso(yb, W, self.lam, max_iter=300, tol=1e-4, z0=z0, nonneg=nonneg,
                               L=gram_lipschitz(W.T @ W))  # fmt: skip
             z = res.z
             if fs.codes is not None:
