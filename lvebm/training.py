@@ -52,7 +52,7 @@ from ._checks import (
 from .checkpoint import (
     Checkpoint,
     discard_checkpoints_after,
-    latest_checkpoint,
+    list_checkpoints,
     load_checkpoint,
     save_checkpoint,
 )
@@ -267,11 +267,9 @@ def run_epochs(
     n_batches = math.ceil(n / batch_size)
     gen = make_generator(seed)
     loop = _Loop(gen_state=gen.get_state())
-    source = latest_checkpoint(folder) if resume is True else (resume or None)
-    if resume is True and source is None:
-        warnings.warn(f"no checkpoint in {folder}; training from the start.", stacklevel=2)
-    if source is not None:
-        ckpt = load_checkpoint(source)
+    source = None
+    ckpt = _resume_source(folder, resume)
+    if ckpt is not None:
         loop = _restore(ckpt, model, optimizer, extra_state, gen, n, batch_size)
         source = ckpt.path
     if folder is not None:
@@ -337,14 +335,37 @@ def run_epochs(
     return loop.history
 
 
+def _resume_source(folder: Path | None, resume: bool | Path) -> Checkpoint | None:
+    """The checkpoint to resume from: ``resume`` itself, or the newest readable one.
+
+    With ``resume=True`` a newest checkpoint that fails to load (corrupted on disk) is
+    skipped with a warning in favour of the previous one.
+    """
+    if resume is False:
+        return None
+    if resume is not True:
+        return load_checkpoint(resume)
+    found = list_checkpoints(folder)
+    if not found:
+        warnings.warn(f"no checkpoint in {folder}; training from the start.", stacklevel=4)
+        return None
+    errors = []
+    for path in reversed(found):
+        try:
+            return load_checkpoint(path)
+        except CheckpointError as exc:
+            warnings.warn(f"skipping unreadable checkpoint: {exc}", stacklevel=4)
+            errors.append(exc)
+    raise errors[0]
+
+
 def _discard_abandoned(folder: Path, step: int) -> None:
-    """Remove checkpoints newer than the starting step: they belong to an abandoned run."""
+    """Remove checkpoints newer than the starting step (an abandoned or unreadable run's)."""
     n_old = discard_checkpoints_after(folder, step)
     if n_old:
         what = "a fresh start" if step == 0 else f"resuming from step {step}"
         warnings.warn(
-            f"removed {n_old} checkpoint(s) newer than step {step} from {folder} "
-            f"({what}; they belonged to an earlier run).",
+            f"removed {n_old} checkpoint(s) newer than step {step} from {folder} ({what}).",
             stacklevel=3,
         )
 

@@ -269,3 +269,17 @@ def test_cli_warnings_are_one_line(tmp_path, capsys):
         f"warning: no checkpoint in {tmp_path / 'out' / 'checkpoints'}; training from the start."
         in lines
     )
+
+
+def test_resume_skips_a_corrupted_newest_checkpoint(tmp_path):
+    ref, _, ref_hist = _fit_regression(tmp_path / "ref")
+    with pytest.raises(Crash):
+        _fit_regression(tmp_path / "run", crash=8)
+    newest = ckpt.latest_checkpoint(tmp_path / "run")
+    (newest / "state.safetensors").write_bytes(b"rotten")
+    with pytest.warns(UserWarning) as caught:
+        model, _, hist = _fit_regression(tmp_path / "run", resume=True)
+    messages = [str(w.message) for w in caught]
+    assert re.match(r"skipping unreadable checkpoint: .*step-000000006.*checksum", messages[0])
+    assert messages[1].startswith("removed 1 checkpoint(s) newer than step 3")
+    assert hist == ref_hist and torch.equal(model.lin.weight, ref.lin.weight)
