@@ -16,7 +16,7 @@ from ._checks import (
 )
 from .io import load, save
 from .lasso import duality_gap, sparse_encode
-from .models import LISTA, PSD, SparseCoding
+from .models import LISTA, PSD, VAE, LatentEBM, SparseCoding
 from .ops import nonneg_shrink, shrink
 from .regularizers import L1, L2, NonNegL1, Regularizer
 
@@ -28,6 +28,8 @@ __all__ = [
     "SparseCoding",
     "LISTA",
     "PSD",
+    "VAE",
+    "LatentEBM",
     "Regularizer",
     "L1",
     "NonNegL1",
