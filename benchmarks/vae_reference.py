@@ -17,6 +17,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import time
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--latent", type=int, default=32, help="lvebm VAE latent size")
     p.add_argument("--hidden", type=int, nargs="+", default=list(DEFAULT_HIDDEN))
     p.add_argument("--warmup-epochs", type=float, default=DEFAULT_WARMUP_EPOCHS)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=None, help="default: VAE.fit's default")
     p.add_argument("--k", type=int, default=1000, help="IWAE samples")
     p.add_argument("--n-test", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
@@ -142,10 +143,15 @@ def main(argv: list[str] | None = None) -> dict:
                "batch_size": args.batch_size, "k": args.k}  # fmt: skip
     t0 = time.perf_counter()
     ours = lvebm.VAE(784, args.latent, hidden=tuple(args.hidden), seed=args.seed)
-    ours.fit(Xtr, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    lr = (
+        args.lr
+        if args.lr is not None
+        else inspect.signature(lvebm.VAE.fit).parameters["lr"].default
+    )
+    ours.fit(Xtr, epochs=args.epochs, batch_size=args.batch_size, lr=lr,
              warmup_epochs=args.warmup_epochs, seed=args.seed, progress=False)  # fmt: skip
     results["lvebm"] = {
-        "latent": args.latent, "hidden": args.hidden, "lr": args.lr,
+        "latent": args.latent, "hidden": args.hidden, "lr": lr,
         "warmup_epochs": args.warmup_epochs, "train_seconds": round(time.perf_counter() - t0, 1),
         **lvebm_scores(ours, Xte, k=args.k, seed=args.seed),
         "train_neg_elbo": float(-ours.elbo(Xtr[:2000], n_samples=10).mean()),

@@ -10,7 +10,7 @@ import numpy as np
 
 from ._checks import LvebmValueError
 
-__all__ = ["tile_grid", "save_atom_grid"]
+__all__ = ["tile_grid", "save_atom_grid", "save_energy_landscapes", "save_latent_balls"]
 
 
 def tile_grid(atoms: np.ndarray, *, pad: int = 1) -> np.ndarray:
@@ -66,3 +66,81 @@ def save_atom_grid(atoms: np.ndarray, path: str | os.PathLike, *, title: str | N
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
+def save_energy_landscapes(
+    panels: list[tuple[str, np.ndarray]],
+    extent: float,
+    path: str | os.PathLike,
+    *,
+    curve: np.ndarray | None = None,
+    data: np.ndarray | None = None,
+) -> Path:
+    """Free-energy maps side by side: ``panels`` of (title, F (r, r)) over ``[-extent, extent]^2``.
+
+    ``curve`` (m, 2) draws the true data manifold, ``data`` (n, 2) training points. Colours
+    are log10(F) so that near-zero and large energies both show.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
+    for ax, (title, F) in zip(axes[0], panels, strict=True):
+        im = ax.imshow(np.log10(np.maximum(F, 1e-8)), origin="lower", cmap="viridis",
+                       extent=(-extent, extent, -extent, extent))  # fmt: skip
+        if data is not None:
+            ax.scatter(data[:, 0], data[:, 1], s=2, c="w", alpha=0.5)
+        if curve is not None:
+            ax.plot(curve[:, 0], curve[:, 1], "r--", lw=1)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("y1")
+        ax.set_ylabel("y2")
+        fig.colorbar(im, ax=ax, label="log10 F(x, y)", shrink=0.8)
+    return _save(fig, path)
+
+
+def save_latent_balls(
+    mean: np.ndarray,
+    std: np.ndarray,
+    labels: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+    limit: float | None = None,
+) -> Path:
+    """Posterior "fuzzy balls" of a 2-d VAE: an ellipse of mean +- std per sample, by label."""
+    from matplotlib.patches import Ellipse
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    cmap = plt.get_cmap("tab10")
+    for m, s, lab in zip(mean, std, labels, strict=True):
+        ax.add_patch(Ellipse(tuple(m), 2 * s[0], 2 * s[1], color=cmap(int(lab) % 10), alpha=0.25,
+                             lw=0))  # fmt: skip
+    ax.scatter(mean[:, 0], mean[:, 1], s=1, c=[cmap(int(v) % 10) for v in labels])
+    lim = limit if limit is not None else float(np.abs(mean).max() + std.max()) * 1.05
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.add_patch(plt.Circle((0, 0), 1.0, fill=False, ls="--", color="k", lw=0.8))
+    for d in range(10):
+        ax.scatter([], [], color=cmap(d), label=str(d))
+    ax.legend(loc="upper right", fontsize=7, markerscale=2, ncol=2)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -157,3 +158,18 @@ def test_decode_and_sample_give_probabilities_and_numpy_tensor_round_trip():
 def test_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_cli_train_vae_writes_model_metrics_and_figures(tmp_path):
+    from lvebm.cli import main
+
+    out = tmp_path / "run"
+    argv = ["train", "vae", "--data", "digits", "--latent", "2", "--beta", "1", "--hidden", "16",
+            "--epochs", "1", "--n-test", "200", "--iwae-k", "5", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_test"] == 200 and len(metrics["kl_per_dim"]) == 2
+    assert (out / "latent_balls.png").exists() and (out / "latent_grid.png").exists()
+    model = lvebm.load(out)
+    assert model.config.n_latent == 2
+    assert main(["train", "vae", "--data", "digits", "--latent", "0", "--out", str(out)]) == 2

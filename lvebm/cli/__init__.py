@@ -14,10 +14,10 @@ import sys
 import warnings
 
 from .._checks import LvebmError, TrainingInterrupted
-from . import demo, encode, sparse_coding
+from . import demo, encode, sparse_coding, vae
 
 #: Command modules, in the order their commands appear in ``--help``.
-COMMANDS = [sparse_coding, encode, demo]
+COMMANDS = [sparse_coding, vae, encode, demo]
 
 
 class _Parser(argparse.ArgumentParser):
