@@ -176,3 +176,26 @@ def test_save_load_round_trip(tmp_path):
 def test_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_fit_resumed_after_a_crash_is_bit_identical(tmp_path):
+    x, y = ellipse_data(96, seed=0)
+
+    class Crash(Exception):
+        pass
+
+    def fit(**kw):
+        ebm = lvebm.LatentEBM.mlp(1, 2, 2, hidden=(8,), lam=0.5, seed=0)
+        return ebm.fit(x, y, epochs=2, batch_size=32, max_iter=10, progress=False, **kw)
+
+    def crash_at_4(state):
+        if state.step == 4:
+            raise Crash
+
+    ref = fit()
+    with pytest.raises(Crash):
+        fit(checkpoint_dir=tmp_path, checkpoint_every=1, callback=crash_at_4)
+    resumed = fit(checkpoint_dir=tmp_path, resume=True)
+    for a, b in zip(ref.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert resumed.history_ == ref.history_

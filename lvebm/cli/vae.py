@@ -12,7 +12,7 @@ from ..io import save
 from ..models import VAE
 from ..models.vae import DEFAULT_HIDDEN, gaussian_kl
 from ..plotting import save_atom_grid, save_latent_balls
-from ._common import add_data_args, load_vectors, write_json
+from ._common import add_checkpoint_args, add_data_args, load_vectors, write_json
 
 #: A latent unit is "active" when its mean KL over held-out data exceeds this (nats).
 ACTIVE_KL = 0.01
@@ -35,6 +35,7 @@ def register(train, top) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--out", type=Path, required=True, help="output folder")
+    add_checkpoint_args(p)
     p.set_defaults(run=run)
 
 
@@ -60,15 +61,22 @@ def latent_stats(model: VAE, X: np.ndarray) -> dict:
 def train_and_report(vectors, *, latent: int, beta: float, hidden: tuple[int, ...],
                      likelihood: str, binarize: float, epochs: int, batch_size: int, lr: float,
                      n_test: int, iwae_k: int, seed: int, device, out: Path,
-                     progress: bool = True) -> dict:  # fmt: skip
-    """Fit on all but ``n_test`` samples, save model, metrics.json and figures; return metrics."""
+                     progress: bool = True, checkpoint_every: int | None = None,
+                     resume: bool = False) -> dict:  # fmt: skip
+    """Fit on all but ``n_test`` samples, save model, metrics.json and figures; return metrics.
+
+    Checkpoints go to ``out/checkpoints`` (every ``checkpoint_every`` steps, else every
+    epoch); ``resume`` continues from the newest one there.
+    """
     X = vectors.X if binarize < 0 else (vectors.X > binarize).astype(np.float32)
     order = np.random.default_rng(seed).permutation(len(X))
     test, train = order[:n_test], order[n_test:]
     model = VAE(X.shape[1], latent, hidden=tuple(hidden), likelihood=likelihood, beta=beta,
                 seed=seed, device=device)  # fmt: skip
     start = time.perf_counter()
-    model.fit(X[train], epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress)
+    model.fit(X[train], epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress,
+              checkpoint_dir=out / "checkpoints", checkpoint_every=checkpoint_every,
+              resume=resume)  # fmt: skip
     seconds = time.perf_counter() - start
     Xte = X[test]
     metrics = {
@@ -115,6 +123,7 @@ def run(args) -> None:
         likelihood=args.likelihood, binarize=args.binarize, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, n_test=args.n_test, iwae_k=args.iwae_k,
         seed=args.seed, device=args.device, out=args.out,
+        checkpoint_every=args.checkpoint_every, resume=args.resume,
     )  # fmt: skip
     print(f"wrote {args.out}: held-out -ELBO {metrics['test_neg_elbo_nats']:.2f} nats, "
           f"{metrics['active_units_kl_gt_0.01']} active units")  # fmt: skip

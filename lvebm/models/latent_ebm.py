@@ -10,6 +10,7 @@ reconstructed and the energy surface collapses to zero (docs/latent_ebm.md).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -32,7 +33,7 @@ from .._checks import (
 from ..io import register_model
 from ..regularizers import L2, REGISTRY, Regularizer
 from ..solvers import SolveResult, prox_gradient
-from ..training import TrainState, check_fit_args, run_epochs
+from ..training import TrainState, check_checkpoint_args, check_fit_args, run_epochs
 from ._nets import check_hidden, mlp
 
 __all__ = ["LatentEBM", "ConcatDecoder", "MLPArchitecture", "squared_cost", "absolute_cost"]
@@ -91,6 +92,19 @@ class _DecoderCost:
             v = self.cost(self.y, self.decoder(self.h, z))  # (n,)
             (g,) = torch.autograd.grad(v.sum(), z)  # rows are independent: per-sample grads
         return v.detach(), g
+
+
+class _Codes:
+    """Warm-start codes (n, k) of ``LatentEBM.fit``; checkpointed with the weights."""
+
+    def __init__(self, codes: torch.Tensor):
+        self.codes = codes
+
+    def state_dict(self) -> dict:
+        return {"codes": self.codes}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.codes.copy_(state["codes"])
 
 
 @register_model
@@ -313,6 +327,9 @@ class LatentEBM(nn.Module):
         max_iter: int = 100,
         progress: bool = True,
         callback: Callable[[TrainState], None] | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int | None = None,
+        resume: bool | str | os.PathLike = False,
     ) -> LatentEBM:
         """Lower the free energy of the data pairs ``(x, y)`` by Adam on the parameters.
 
@@ -320,18 +337,21 @@ class LatentEBM(nn.Module):
         warm-started from the previous epoch's codes), then takes a gradient step on
         the mean ``E(x, y, z*)``. Nothing pushes energy up elsewhere: only ``lam * R``
         keeps the surface from collapsing. ``history_`` holds each epoch's mean energy.
+        ``checkpoint_dir``, ``checkpoint_every`` and ``resume`` go to
+        :func:`lvebm.training.run_epochs` (weights, Adam and warm-start codes are saved).
         """
         X, Y = self._pair(x, y)
+        check_checkpoint_args(checkpoint_dir, checkpoint_every, resume)
         epochs, batch_size = check_fit_args(epochs, batch_size)
         lr = check_positive_float(lr, "lr")
         max_iter = check_int(max_iter, "max_iter")
-        codes = X.new_zeros(X.shape[0], self.n_latent)
+        warm = _Codes(X.new_zeros(X.shape[0], self.n_latent))
         opt = torch.optim.Adam(self.parameters(), lr=lr)
 
         def step(idx: torch.Tensor) -> float:
             xb, yb = X[idx], Y[idx]
-            z = self._infer(xb, yb, codes[idx], max_iter, 1e-4).z
-            codes[idx] = z
+            z = self._infer(xb, yb, warm.codes[idx], max_iter, 1e-4).z
+            warm.codes[idx] = z
             loss = self._energy(xb, yb, z).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -339,7 +359,10 @@ class LatentEBM(nn.Module):
             return float(loss.detach())
 
         index = torch.arange(X.shape[0], device=X.device)
-        self.history_ = run_epochs(self, index, step, epochs=epochs, batch_size=batch_size,
-                                   seed=seed, progress=progress, callback=callback,
-                                   desc="latent ebm")  # fmt: skip
+        self.history_ = run_epochs(
+            self, index, step, epochs=epochs, batch_size=batch_size, seed=seed,
+            progress=progress, callback=callback, desc="latent ebm", optimizer=opt,
+            extra_state=warm, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+            resume=resume,
+        )  # fmt: skip
         return self

@@ -13,6 +13,7 @@ the true bound on ``-log p(y)``).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
@@ -33,7 +34,7 @@ from .._checks import (
     check_same_size,
 )
 from ..io import register_model
-from ..training import TrainState, check_fit_args, run_epochs
+from ..training import TrainState, check_checkpoint_args, check_fit_args, run_epochs
 from ._nets import check_hidden, mlp
 
 __all__ = [
@@ -105,6 +106,26 @@ def log_likelihood(
 def _log_normal(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """``log N(z; mean, diag exp(logvar))`` summed over the last axis."""
     return -0.5 * ((z - mean).pow(2) * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)
+
+
+class _FitState:
+    """What ``VAE.fit``'s steps mutate besides the weights and Adam: noise and step count."""
+
+    def __init__(self, gen: torch.Generator):
+        self.gen, self.n_steps = gen, 0
+
+    def state_dict(self) -> dict:
+        return {"generator": self.gen.get_state(), "n_steps": self.n_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.gen.set_state(state["generator"])
+        self.n_steps = int(state["n_steps"])
+
+
+def cosine_lr(lr: float, step: int, total: int) -> float:
+    """Cosine decay from ``lr`` at step 0 to ``lr / 100`` at ``total``."""
+    floor = lr / 100
+    return floor + 0.5 * (lr - floor) * (1 + math.cos(math.pi * min(step, total) / total))
 
 
 @dataclass(frozen=True)
@@ -310,6 +331,9 @@ class VAE(nn.Module):
         init: str = "data",
         progress: bool = True,
         callback: Callable[[TrainState], None] | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int | None = None,
+        resume: bool | str | os.PathLike = False,
     ) -> VAE:
         """Train on ``data`` (n, d) by Adam on the negative ELBO, one z sample per example.
 
@@ -324,8 +348,13 @@ class VAE(nn.Module):
         steps; the KL weight rises linearly from 0 to ``beta`` over the first
         ``warmup_epochs`` epochs (KL annealing; 0 disables it). ``history_`` holds each
         epoch's mean loss.
+
+        ``checkpoint_dir``, ``checkpoint_every`` and ``resume`` are passed to
+        :func:`lvebm.training.run_epochs` (weights, Adam, the noise generator and the step
+        count are checkpointed), so a resumed fit ends bit-identical on CPU.
         """
         Y = self._data(data, "data")
+        check_checkpoint_args(checkpoint_dir, checkpoint_every, resume)
         epochs, batch_size = check_fit_args(epochs, batch_size)
         lr = check_positive_float(lr, "lr")
         warmup_epochs = check_nonneg_float(warmup_epochs, "warmup_epochs")
@@ -338,27 +367,27 @@ class VAE(nn.Module):
                 p = Y.mean(0).clamp(1e-3, 1 - 1e-3)  # (d,)
                 self.decoder[-1].bias.copy_(torch.log(p) - torch.log1p(-p))
         opt = torch.optim.Adam(self.parameters(), lr=lr)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total_steps, eta_min=lr / 100)
-        gen = make_generator(None if seed is None else seed + 1, Y.device)
-        n_steps = 0
+        fs = _FitState(make_generator(None if seed is None else seed + 1, Y.device))
 
         def step(yb: torch.Tensor) -> float:
-            nonlocal n_steps
-            ramp = min(1.0, (n_steps + 1) / warmup_steps) if warmup_steps > 0 else 1.0
-            eps = torch.randn(yb.shape[0], self.config.n_latent, generator=gen, device=Y.device)
+            t = fs.n_steps
+            ramp = min(1.0, (t + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+            for group in opt.param_groups:
+                group["lr"] = cosine_lr(lr, t, total_steps)
+            eps = torch.randn(yb.shape[0], self.config.n_latent, generator=fs.gen, device=Y.device)
             self.train()
             loss = self._loss(yb, eps, ramp * self.config.beta)
             opt.zero_grad(set_to_none=True)
             (loss.total * yb.shape[0]).backward()
             opt.step()
-            sched.step()
-            n_steps += 1
+            fs.n_steps += 1
             return float(loss.reconstruction.detach() + self.config.beta * loss.kl.detach())
 
         try:
             self.history_ = run_epochs(
                 self, Y, step, epochs=epochs, batch_size=batch_size, seed=seed,
-                progress=progress, callback=callback, desc="vae",
+                progress=progress, callback=callback, desc="vae", optimizer=opt, extra_state=fs,
+                checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume,
             )  # fmt: skip
         finally:
             self.eval()
