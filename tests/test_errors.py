@@ -137,6 +137,13 @@ def _out_with_checkpoints(tmp: Path) -> Path:
     return tmp
 
 
+def _out_with_vae_checkpoints(tmp: Path) -> Path:
+    """An --out folder whose checkpoints/ holds a VAE run with 2 latents (35 training rows)."""
+    lvebm.VAE(12, 2, hidden=(8,)).fit(V12[5:], epochs=1, batch_size=16, progress=False,
+                                      checkpoint_dir=tmp / "checkpoints")  # fmt: skip
+    return tmp
+
+
 def _idx(tmp: Path, payload: bytes) -> Path:
     return _file(tmp, "images-idx3-ubyte", payload)
 
@@ -168,6 +175,9 @@ def out(tmp: Path) -> Path:
 X15 = rng.normal(size=(40, 15)).astype(np.float32)
 TRAIN = ("train", "sparse-coding", "--epochs", "1", "--atoms", "4", "--out", out)
 SC = lvebm.SparseCoding
+V12 = (rng.random(size=(40, 12)) > 0.5).astype(np.float32)
+VAE_ARGS = ("train", "vae", "--data", npy("v12.npy", V12), "--hidden", "8", "--n-test", "5",
+            "--epochs", "1", "--batch-size", "16", "--iwae-k", "2", "--out", out)  # fmt: skip
 
 # -- the table ---------------------------------------------------------------------------
 V, T, K = LvebmValueError, LvebmTypeError, CheckpointError
@@ -309,6 +319,23 @@ TABLE: list[Case] = [
          r"holds a 'sparse_coding' model but the model being trained is 'psd'",
          lambda t: lvebm.PSD(5, 8, 0.1).fit(Y, batch_size=3, checkpoint_dir=_checkpoint(t),
                                             resume=True, progress=False)),
+    # VAE / LatentEBM
+    Case("VAE(d, k)", "zero latent dimensions", V, r"`n_latent` must be an integer >= 1; got 0",
+         lambda t: lvebm.VAE(4, 0)),
+    Case("VAE(d, k, hidden=)", "a hidden layer of width 0", T,
+         r"`hidden` must be a tuple of integers >= 1", lambda t: lvebm.VAE(4, 2, hidden=(0,))),
+    Case("VAE.fit(data)", "Bernoulli data outside [0, 1]", V, r"`data` must lie in \[0, 1\]",
+         lambda t: lvebm.VAE(4, 2).fit(np.full((5, 4), 3.0), progress=False)),
+    Case("VAE.fit(..., warmup_epochs=)", "warmup_epochs < 0", V,
+         r"`warmup_epochs` must be a finite float >= 0",
+         lambda t: lvebm.VAE(4, 2).fit(np.zeros((5, 4)), warmup_epochs=-1, progress=False)),
+    Case("VAE.decode(z)", "z has 3 latents, model 2", V, r"`z` and `n_latent` disagree",
+         lambda t: lvebm.VAE(4, 2).decode(np.zeros((5, 3)))),
+    Case("LatentEBM.infer(x, y)", "4 targets for 3 inputs", V, r"`y` and `x` disagree",
+         lambda t: lvebm.LatentEBM.mlp(1, 2, 2).infer(np.zeros((3, 1)), np.zeros((4, 2)))),
+    Case("LatentEBM.fit(x, y)", "NaN in y", V, r"`y` must contain only finite values",
+         lambda t: lvebm.LatentEBM.mlp(1, 2, 2).fit(np.zeros((3, 1)), np.full((3, 2), np.nan),
+                                                    progress=False)),
     # save / load
     Case("lvebm.save(model, path)", "not an lvebm model", T, r"`model` must be an lvebm model",
          lambda t: lvebm.save(torch.nn.Linear(2, 2), t / "m")),
@@ -433,6 +460,13 @@ TABLE: list[Case] = [
          r"made with config .*'n_atoms': 8",
          cli(*TRAIN[:-1], _out_with_checkpoints, "--data", npy("y.npy", Y.astype(np.float32)),
              "--epochs", "2", "--batch-size", "3", "--resume")),
+    Case("lvebm train vae", "--latent 0", CliError,
+         r"argument --latent: must be an integer >= 1; got 0", cli(*VAE_ARGS, "--latent", "0")),
+    Case("lvebm train vae", "--beta -1", CliError,
+         r"argument --beta: must be a finite number >= 0", cli(*VAE_ARGS, "--beta", "-1")),
+    Case("lvebm train vae --resume", "checkpoints made with other --latent", CliError,
+         r"made with config .*'n_latent': 2",
+         cli(*VAE_ARGS, "--latent", "3", "--resume", "--out", _out_with_vae_checkpoints)),
     Case("lvebm encode MODEL DATA", "MODEL folder does not exist", CliError, r"nowhere: not found",
          cli("encode", "nowhere", "digits", "--out", "codes.npz")),
     Case("lvebm encode MODEL DATA", "DATA has 15 features, MODEL 5", CliError,

@@ -12,7 +12,16 @@ from ..io import save
 from ..models import VAE
 from ..models.vae import DEFAULT_HIDDEN, gaussian_kl
 from ..plotting import save_atom_grid, save_latent_balls
-from ._common import add_checkpoint_args, add_data_args, load_vectors, write_json
+from ._common import (
+    add_checkpoint_args,
+    add_data_args,
+    check_out_folder,
+    load_vectors,
+    nonneg_float,
+    positive_float,
+    positive_int,
+    write_json,
+)
 
 #: A latent unit is "active" when its mean KL over held-out data exceeds this (nats).
 ACTIVE_KL = 0.01
@@ -21,17 +30,18 @@ ACTIVE_KL = 0.01
 def register(train, top) -> None:
     p = train.add_parser("vae", help="train a variational autoencoder")
     add_data_args(p)
-    p.add_argument("--latent", type=int, default=2, help="latent dimension k")
-    p.add_argument("--beta", type=float, default=1.0, help="weight of the KL term")
-    p.add_argument("--hidden", type=int, nargs="+", default=list(DEFAULT_HIDDEN))
+    p.add_argument("--latent", type=positive_int, default=2, help="latent dimension k")
+    p.add_argument("--beta", type=nonneg_float, default=1.0, help="weight of the KL term")
+    p.add_argument("--hidden", type=positive_int, nargs="+", default=list(DEFAULT_HIDDEN))
     p.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default="bernoulli")
     p.add_argument("--binarize", type=float, default=0.5,
                    help="threshold pixels at this value (negative: keep grey levels)")  # fmt: skip
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--n-test", type=int, default=1000, help="held-out digits")
-    p.add_argument("--iwae-k", type=int, default=100, help="importance samples of the NLL")
+    p.add_argument("--epochs", type=positive_int, default=30)
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--lr", type=positive_float, default=3e-3)
+    p.add_argument("--n-test", type=positive_int, default=1000, help="held-out digits")
+    p.add_argument("--iwae-k", type=positive_int, default=100,
+                   help="importance samples of the NLL")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--out", type=Path, required=True, help="output folder")
@@ -116,6 +126,7 @@ def _figures(model: VAE, vectors, Xte: np.ndarray, test: np.ndarray, out: Path, 
 
 
 def run(args) -> None:
+    check_out_folder(args.out)
     vectors = load_vectors(args.data, patch_size=args.patch_size, n_patches=args.n_patches,
                            whitening=args.whiten, seed=args.seed)  # fmt: skip
     metrics = train_and_report(
