@@ -3,7 +3,8 @@
 * shrink is the proximal operator of the L1 norm (optimality of each coordinate, and
   no perturbation does better);
 * FISTA's codes satisfy the lasso sub-gradient (KKT) conditions;
-* energies are finite and non-negative, and the free energy lies below ``0.5||y||^2``;
+* energies (sparse coding, PSD, LISTA, latent-variable EBM) are finite and non-negative,
+  and the sparse-coding free energy lies below ``0.5||y||^2``;
 * encoding is invariant to the order of the samples and to splitting the batch.
 """
 
@@ -87,3 +88,26 @@ def test_encode_is_invariant_to_batch_order_and_splitting(seed, d, k, n, lam, cu
                               lvebm.sparse_encode(Y[cut:], W, lam, **kw)])  # fmt: skip
     np.testing.assert_allclose(Z_perm, Z[perm], atol=1e-7)
     np.testing.assert_allclose(Z_split, Z, atol=1e-7)
+
+
+def _other_energy(kind: str, rng: np.random.Generator, d: int, k: int, n: int, lam: float,
+                  scale: float) -> np.ndarray:  # fmt: skip
+    """The energy of a random ``kind`` model on random finite (scaled) data and codes."""
+    Y = (scale * rng.normal(size=(n, d))).astype(np.float32)
+    Z = (scale * rng.normal(size=(n, k))).astype(np.float32)
+    if kind == "psd":
+        return lvebm.PSD(d, k, lam, alpha=1.0, seed=0).energy(Y, Z)
+    if kind == "lista":
+        W = rng.normal(size=(d, k)).astype(np.float32)
+        return lvebm.LISTA(W / np.linalg.norm(W, axis=0), lam, steps=2).energy(Y, Z)
+    X = rng.normal(size=(n, 1)).astype(np.float32)
+    return lvebm.LatentEBM.mlp(1, d, k, hidden=(4,), lam=lam, seed=0).energy(X, Y, Z)
+
+
+@settings(max_examples=15, deadline=None)
+@given(kind=st.sampled_from(["psd", "lista", "latent_ebm"]), seed=seeds, d=st.integers(1, 8),
+       k=st.integers(1, 8), n=st.integers(1, 6), lam=st.floats(0, 10),
+       scale=st.floats(1e-3, 1e2))  # fmt: skip
+def test_other_models_energies_are_finite_and_non_negative(kind, seed, d, k, n, lam, scale):
+    E = _other_energy(kind, np.random.default_rng(seed), d, k, n, lam, scale)
+    assert E.shape == (n,) and np.all(np.isfinite(E)) and np.all(E >= 0)
