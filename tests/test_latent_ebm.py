@@ -199,3 +199,20 @@ def test_fit_resumed_after_a_crash_is_bit_identical(tmp_path):
     for a, b in zip(ref.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert resumed.history_ == ref.history_
+
+
+def test_cli_train_latent_ebm_reports_collapse_without_regularizer(tmp_path):
+    import json
+
+    from lvebm.cli import main
+
+    out = tmp_path / "lam0"
+    argv = ["train", "latent-ebm", "--lam", "0", "--hidden", "16", "--n", "128", "--epochs", "3",
+            "--batch-size", "64", "--max-iter", "20", "--resolution", "15",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    # lam = 0 with a latent as large as y: (almost) the whole plane is as low as the data
+    assert m["fraction_below"] > 0.5 > m["fraction_near_data"]
+    assert (out / "landscape.png").exists() and lvebm.load(out).lam == 0.0
+    assert main(["train", "latent-ebm", "--lam", "-1", "--out", str(out)]) == 2
