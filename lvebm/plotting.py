@@ -99,7 +99,8 @@ def save_energy_landscapes(
     are log10(F) so that near-zero and large energies both show.
     """
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 4.2), squeeze=False,
+                             layout="constrained")  # fmt: skip
     for ax, (title, F) in zip(axes[0], panels, strict=True):
         im = ax.imshow(np.log10(np.maximum(F, 1e-8)), origin="lower", cmap="viridis",
                        extent=(-extent, extent, -extent, extent))  # fmt: skip
