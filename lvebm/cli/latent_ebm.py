@@ -11,22 +11,29 @@ from ..io import save
 from ..models import LatentEBM
 from ..plotting import save_energy_landscapes
 from ..toys import collapse_stats, ellipse_axes, ellipse_data, energy_grid
-from ._common import add_checkpoint_args, write_json
+from ._common import (
+    add_checkpoint_args,
+    check_out_folder,
+    nonneg_float,
+    positive_float,
+    positive_int,
+    write_json,
+)
 
 
 def register(train, top) -> None:
     p = train.add_parser("latent-ebm", help="conditional latent-variable EBM on the ellipse toy")
-    p.add_argument("--latent", type=int, default=2, help="latent size (2 = size of y)")
-    p.add_argument("--lam", type=float, default=5.0, help="weight of R (0: no regularizer)")
+    p.add_argument("--latent", type=positive_int, default=2, help="latent size (2 = size of y)")
+    p.add_argument("--lam", type=nonneg_float, default=5.0, help="weight of R (0: no regularizer)")
     p.add_argument("--regularizer", choices=["l1", "l2", "nonneg_l1"], default="l2")
-    p.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
-    p.add_argument("--n", type=int, default=2000, help="training pairs (x, y)")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--max-iter", type=int, default=50, help="inference steps per batch")
+    p.add_argument("--hidden", type=positive_int, nargs="+", default=[64, 64])
+    p.add_argument("--n", type=positive_int, default=2000, help="training pairs (x, y)")
+    p.add_argument("--epochs", type=positive_int, default=20)
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--lr", type=positive_float, default=2e-3)
+    p.add_argument("--max-iter", type=positive_int, default=50, help="inference steps per batch")
     p.add_argument("--x", type=float, default=0.2, help="condition of the landscape figure")
-    p.add_argument("--resolution", type=int, default=41, help="y-grid points per side")
+    p.add_argument("--resolution", type=positive_int, default=41, help="y-grid points per side")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--out", type=Path, required=True, help="output folder")
@@ -35,6 +42,7 @@ def register(train, top) -> None:
 
 
 def run(args) -> None:
+    check_out_folder(args.out)
     x, y = ellipse_data(args.n, seed=args.seed)
     model = LatentEBM.mlp(
         1, 2, args.latent, hidden=tuple(args.hidden), lam=args.lam,
