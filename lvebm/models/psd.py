@@ -73,12 +73,17 @@ class _PSDSmooth:
 
 
 class _TanhEncoder(nn.Module):
-    """``Enc(y) = g * tanh(W_e y + b)`` with a learned per-atom gain ``g`` (k,)."""
+    """``Enc(y) = g * tanh(W_e y + b)`` with a learned per-atom gain ``g`` (k,).
+
+    Starts at ``W_e = W^T / L`` (the first ISTA step before its shrinkage), ``b = 0``,
+    ``g = 1``.
+    """
 
     def __init__(self, W: torch.Tensor):
         super().__init__()
         d, k = W.shape
-        self.W_e = nn.Parameter(W.T.clone())  # (k, d)
+        L = max(gram_lipschitz(W.T @ W), 1e-12)
+        self.W_e = nn.Parameter(W.T / L)  # (k, d)
         self.b = nn.Parameter(W.new_zeros(k))
         self.g = nn.Parameter(W.new_ones(k))
 

@@ -1,0 +1,229 @@
+"""LISTA on MNIST: code error versus steps, FISTA-iteration equivalents, energy versus time.
+
+The problem of ``benchmarks/_mnist_problem.py``: 7,000 training and 1,000 held-out
+digits of the shared 8k MNIST file, the fixed 256-atom dictionary learned by
+``SparseCoding(784, 256, 0.1).fit(X_train, epochs=5)``, lam = 0.1 and reference codes
+``z*`` from FISTA to convergence. For each K, a LISTA is trained with the library's
+defaults (``LISTA(W, 0.1, steps=K).fit(X_train, codes=Z_train)``, 30 epochs, batch
+256) and its held-out code error ``sum ||z - z*||^2 / sum ||z*||^2`` is compared with
+ISTA's and FISTA's after t iterations from zero.
+
+    python benchmarks/lista_mnist.py --data ../shared/data/mnist-8k.npz --out docs/figures
+
+prints the FISTA-equivalent table, the amortized-inference timing row (issue 7) as a
+ratio and one JSON line, and writes ``lista_mnist_error.png`` and
+``lista_mnist_energy_time.png``. ``--ablation`` also trains the K = 3 network under
+each training recipe and prints which helped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import lvebm
+from lvebm.lasso import lasso_objective
+from lvebm.ops import gram_lipschitz
+from lvebm.regularizers import L1
+from lvebm.solvers import GramLeastSquares, fista
+from lvebm.unrolled import code_error, fista_equivalent, fista_error_curve
+
+from ._mnist_problem import mnist_problem
+
+CURVE_ITERS = 400
+
+
+def held_out_curves(p, max_iter: int) -> dict[str, list[float]]:
+    y, D, zs = (torch.tensor(a, dtype=torch.float64) for a in (p.X_test, p.W, p.Z_test))
+    return {
+        "FISTA": fista_error_curve(y, D, p.lam, zs, max_iter=max_iter),
+        "ISTA": fista_error_curve(y, D, p.lam, zs, max_iter=max_iter, accelerate=False),
+    }
+
+
+def train_lista(p, K: int, *, seed: int = 0, **fit_options) -> tuple[lvebm.LISTA, float]:
+    net = lvebm.LISTA(p.W, p.lam, steps=K)
+    start = time.perf_counter()
+    net.fit(p.X_train, codes=p.Z_train, seed=seed, progress=False, **fit_options)
+    return net, time.perf_counter() - start
+
+
+def errors(net, p) -> tuple[float, float]:
+    """(held-out, training) code errors."""
+    test = code_error(torch.tensor(net.encode(p.X_test)), torch.tensor(p.Z_test))
+    train = code_error(torch.tensor(net.encode(p.X_train)), torch.tensor(p.Z_train))
+    return test, train
+
+
+def best_time(fn, repeats: int = 5) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def amortized_row(net, p, fista_curve) -> dict:
+    """Wall time of LISTA and of FISTA run to the same held-out code error (float32, CPU)."""
+    y = torch.tensor(p.X_test)
+    D = torch.tensor(p.W)
+    err = code_error(torch.tensor(net.encode(p.X_test)), torch.tensor(p.Z_test))
+    iters = int(fista_equivalent(err, fista_curve))
+    with torch.no_grad():
+        t_lista = best_time(lambda: net(y))
+    t_fista = best_time(lambda: lvebm.sparse_encode(y, D, p.lam, max_iter=iters, tol=1e-300))
+    return {
+        "benchmark": "amortized_inference",
+        "n_digits": int(y.shape[0]),
+        "lista_steps": net.steps,
+        "code_error": err,
+        "fista_iterations": iters,
+        "lista_seconds": t_lista,
+        "fista_seconds": t_fista,
+        "speedup": t_fista / t_lista,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def energy_vs_time(nets: dict[int, lvebm.LISTA], p, max_iter: int = 200) -> dict:
+    """Mean held-out energy against wall time: FISTA's iterates and each LISTA."""
+    y, D = torch.tensor(p.X_test), torch.tensor(p.W)
+    stamps: list[tuple[float, float]] = []
+
+    def record(t, z):
+        stamps.append((time.perf_counter() - start, float(lasso_objective(y, D, z, p.lam).mean())))
+
+    f = GramLeastSquares.from_dictionary(y, D)
+    L = gram_lipschitz(D.T @ D)
+    start = time.perf_counter()
+    fista(f, L1(), y.new_zeros(y.shape[0], D.shape[1]), lam=p.lam, L=L, max_iter=max_iter,
+          tol=0.0, callback=record)  # fmt: skip
+    out = {"FISTA": stamps, "optimum": float(lasso_objective(y, D, torch.tensor(p.Z_test),
+                                                              p.lam).mean())}  # fmt: skip
+    for K, net in nets.items():
+        with torch.no_grad():
+            secs = best_time(lambda net=net: net(y))
+            out[f"LISTA K={K}"] = [(secs, float(lasso_objective(y, D, net(y), p.lam).mean()))]
+    return out
+
+
+def plot_errors(curves, lista: dict[int, float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    t = np.arange(1, 101)
+    for name, curve in curves.items():
+        ax.semilogy(t, curve[:100], label=name)
+    ks = sorted(lista)
+    ax.semilogy(ks, [lista[k] for k in ks], "o-", color="C3", label="LISTA (trained, K steps)")
+    ax.set_xlabel("iterations / layers K")
+    ax.set_ylabel("held-out code error ||z - z*||² / ||z*||²")
+    ax.set_title("MNIST, 256 atoms, λ = 0.1")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_energy_time(data: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    opt = data["optimum"]
+    t, e = zip(*data["FISTA"], strict=True)
+    ax.loglog(np.array(t) * 1e3, np.array(e) - opt, label="FISTA iterates")
+    for i, (name, pts) in enumerate((k, v) for k, v in data.items() if k.startswith("LISTA")):
+        ax.loglog(pts[0][0] * 1e3, pts[0][1] - opt, "o", color=f"C{i + 1}", label=name)
+    ax.set_xlabel("wall time for 1,000 held-out digits (ms, 1 thread)")
+    ax.set_ylabel("mean energy − optimum")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=None, help="MNIST .npz (default $LVEBM_MNIST)")
+    ap.add_argument("--steps", default="1,2,3,5,10,16", help="comma list of K")
+    ap.add_argument("--cache", type=Path, default=Path(".cache/lista"),
+                    help="where the dictionary and reference codes are cached")  # fmt: skip
+    ap.add_argument("--out", type=Path, default=None, help="folder for figures and JSON")
+    ap.add_argument("--ablation", action="store_true", help="compare training recipes at K=3")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    p = mnist_problem(args.data, cache=args.cache)
+    curves = held_out_curves(p, CURVE_ITERS)
+    results: dict = {"table": [], "ablation": []}
+    nets = {}
+    print("| K | LISTA held-out error | train error | FISTA iterations to match | ratio | "
+          "ISTA iterations to match |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for K in (int(k) for k in args.steps.split(",")):
+        net, secs = train_lista(p, K, seed=args.seed)
+        test, train = errors(net, p)
+        f_eq, i_eq = fista_equivalent(test, curves["FISTA"]), fista_equivalent(test, curves["ISTA"])
+        nets[K] = net
+        row = {"K": K, "test_error": test, "train_error": train, "fista_iterations": f_eq,
+               "ista_iterations": i_eq, "train_seconds": round(secs, 1)}  # fmt: skip
+        results["table"].append(row)
+        print(f"| {K} | {test:.4f} | {train:.4f} | {f_eq:.0f} | {f_eq / K:.1f}x | {i_eq:.0f} |",
+              flush=True)  # fmt: skip
+    if args.ablation:
+        results["ablation"] = ablation(p, curves["FISTA"], seed=args.seed)
+    if 3 in nets:
+        row = amortized_row(nets[3], p, curves["FISTA"])
+        results["amortized_inference"] = row
+        ms_l, ms_f = row["lista_seconds"] * 1e3, row["fista_seconds"] * 1e3
+        print(
+            f"amortized inference, 1,000 held-out digits: LISTA K=3 {ms_l:.2f} ms vs FISTA "
+            f"{row['fista_iterations']} iterations {ms_f:.2f} ms -> {row['speedup']:.1f}x faster"
+        )
+        print(json.dumps(row))
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        plot_errors(curves, {r["K"]: r["test_error"] for r in results["table"]},
+                    args.out / "lista_mnist_error.png")  # fmt: skip
+        et = energy_vs_time(nets, p)
+        plot_energy_time(et, args.out / "lista_mnist_energy_time.png")
+        results["curves"] = {k: v[:100] for k, v in curves.items()}
+        (args.out / "lista_mnist.json").write_text(json.dumps(results, indent=1))
+    return results
+
+
+#: Training recipes compared at K = 3 (each: the fit options that differ from the defaults).
+RECIPES: dict[str, dict] = {}
+
+
+def ablation(p, fista_curve, *, seed: int) -> list[dict]:
+    rows = []
+    print("| recipe | held-out error | train error | FISTA iterations |")
+    print("|---|---|---|---|")
+    for name, options in RECIPES.items():
+        net, secs = train_lista(p, 3, seed=seed, **options)
+        test, train = errors(net, p)
+        f_eq = fista_equivalent(test, fista_curve)
+        rows.append({"recipe": name, "options": options, "test_error": test,
+                     "train_error": train, "fista_iterations": f_eq})  # fmt: skip
+        print(f"| {name} | {test:.4f} | {train:.4f} | {f_eq:.0f} |", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
