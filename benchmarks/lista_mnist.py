@@ -38,19 +38,38 @@ from ._mnist_problem import mnist_problem
 CURVE_ITERS = 400
 
 
-def held_out_curves(p, max_iter: int) -> dict[str, list[float]]:
+def held_out_curves(p, max_iter: int, cache: Path | None = None) -> dict[str, list[float]]:
+    file = None if cache is None else cache / f"curves_{max_iter}.json"
+    if file is not None and file.exists():
+        return json.loads(file.read_text())
     y, D, zs = (torch.tensor(a, dtype=torch.float64) for a in (p.X_test, p.W, p.Z_test))
-    return {
+    curves = {
         "FISTA": fista_error_curve(y, D, p.lam, zs, max_iter=max_iter),
         "ISTA": fista_error_curve(y, D, p.lam, zs, max_iter=max_iter, accelerate=False),
     }
+    if file is not None:
+        file.write_text(json.dumps(curves))
+    return curves
 
 
-def train_lista(p, K: int, *, seed: int = 0, **fit_options) -> tuple[lvebm.LISTA, float]:
+def train_lista(p, K: int, *, seed: int = 0, cache: Path | None = None, **fit_options):
+    """A LISTA trained with the library's defaults (plus ``fit_options``); (net, seconds).
+
+    With ``cache``, a network trained before with the same settings is loaded instead
+    (seconds is then the original training time).
+    """
+    tag = "_".join(f"{k}-{v}" for k, v in sorted(fit_options.items()))
+    folder = None if cache is None else cache / f"lista_K{K}_seed{seed}{'_' + tag if tag else ''}"
+    if folder is not None and (folder / "seconds.txt").exists():
+        return lvebm.load(folder), float((folder / "seconds.txt").read_text())
     net = lvebm.LISTA(p.W, p.lam, steps=K)
     start = time.perf_counter()
     net.fit(p.X_train, codes=p.Z_train, seed=seed, progress=False, **fit_options)
-    return net, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if folder is not None:
+        lvebm.save(net, folder)
+        (folder / "seconds.txt").write_text(f"{seconds:.2f}")
+    return net, seconds
 
 
 def errors(net, p) -> tuple[float, float]:
@@ -169,14 +188,14 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     p = mnist_problem(args.data, cache=args.cache)
-    curves = held_out_curves(p, CURVE_ITERS)
+    curves = held_out_curves(p, CURVE_ITERS, args.cache)
     results: dict = {"table": [], "ablation": []}
     nets = {}
     print("| K | LISTA held-out error | train error | FISTA iterations to match | ratio | "
           "ISTA iterations to match |")  # fmt: skip
     print("|---|---|---|---|---|---|")
     for K in (int(k) for k in args.steps.split(",")):
-        net, secs = train_lista(p, K, seed=args.seed)
+        net, secs = train_lista(p, K, seed=args.seed, cache=args.cache)
         test, train = errors(net, p)
         f_eq, i_eq = fista_equivalent(test, curves["FISTA"]), fista_equivalent(test, curves["ISTA"])
         nets[K] = net
@@ -186,7 +205,7 @@ def main(argv=None) -> dict:
         print(f"| {K} | {test:.4f} | {train:.4f} | {f_eq:.0f} | {f_eq / K:.1f}x | {i_eq:.0f} |",
               flush=True)  # fmt: skip
     if args.ablation:
-        results["ablation"] = ablation(p, curves["FISTA"], seed=args.seed)
+        results["ablation"] = ablation(p, curves["FISTA"], seed=args.seed, cache=args.cache)
     if 3 in nets:
         row = amortized_row(nets[3], p, curves["FISTA"])
         results["amortized_inference"] = row
@@ -211,12 +230,12 @@ def main(argv=None) -> dict:
 RECIPES: dict[str, dict] = {}
 
 
-def ablation(p, fista_curve, *, seed: int) -> list[dict]:
+def ablation(p, fista_curve, *, seed: int, cache: Path | None) -> list[dict]:
     rows = []
     print("| recipe | held-out error | train error | FISTA iterations |")
     print("|---|---|---|---|")
     for name, options in RECIPES.items():
-        net, secs = train_lista(p, 3, seed=seed, **options)
+        net, secs = train_lista(p, 3, seed=seed, cache=cache, **options)
         test, train = errors(net, p)
         f_eq = fista_equivalent(test, fista_curve)
         rows.append({"recipe": name, "options": options, "test_error": test,

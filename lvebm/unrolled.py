@@ -84,8 +84,9 @@ def lista_forward(
     (0-based, t >= 1) uses ``S[t - 1]``.
     """
     z = None
+    b = y @ W_e[0].T if W_e.shape[0] == 1 else None  # tied: W_e y computed once, (n, k)
     for t in range(steps):
-        v = y @ _layer(W_e, t).T  # (n, k)
+        v = b if b is not None else y @ W_e[t].T  # (n, k)
         if z is not None:
             v = v + z @ _layer(S, t - 1).T
         z = support_shrink(v, _layer(theta, t), support_fraction(t + 1, support, support_max))
