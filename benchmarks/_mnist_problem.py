@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import lvebm
-from lvebm.data import load_mnist
+from lvebm.data import load_mnist, shift_images
 
 N_TEST = 1000
 LAM = 0.1
@@ -64,3 +64,32 @@ def mnist_problem(path=None, *, cache: Path | None = None, seed: int = 0) -> Mni
         file.parent.mkdir(parents=True, exist_ok=True)
         np.savez(file, W=prob.W, Z_train=prob.Z_train, Z_test=prob.Z_test)
     return prob
+
+
+#: One-pixel shifts (dy, dx) used to augment the training digits.
+SHIFTS = [(1, 0), (-1, 0), (0, 1), (0, -1)]
+#: FISTA settings of the augmented copies' target codes.
+AUG_TOL, AUG_MAX_ITER = 1e-5, 600
+
+
+def augmented_training_set(p: MnistProblem, *, cache: Path | None = None):
+    """Training digits plus their four one-pixel shifts, with FISTA target codes.
+
+    Returns ``(X, Z)`` of shapes (5 * 7000, 784) and (5 * 7000, 256): the originals
+    first, then one block per shift in ``SHIFTS``. The shifted copies' codes are FISTA
+    to ``AUG_TOL`` (float32), cached in ``cache``.
+    """
+    file = None if cache is None else Path(cache) / "mnist_shifted_codes.npz"
+    X_shift = shift_images(p.X_train.reshape(-1, 28, 28), SHIFTS).reshape(-1, 784)
+    if file is not None and file.exists():
+        with np.load(file, allow_pickle=False) as f:
+            Z_shift = f["Z"]
+    else:
+        blocks = np.split(X_shift, len(SHIFTS))
+        Z_shift = np.concatenate([
+            lvebm.sparse_encode(B, p.W, p.lam, tol=AUG_TOL, max_iter=AUG_MAX_ITER) for B in blocks
+        ])  # fmt: skip
+        if file is not None:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(file, Z=Z_shift)
+    return np.concatenate([p.X_train, X_shift]), np.concatenate([p.Z_train, Z_shift])

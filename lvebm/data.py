@@ -26,6 +26,7 @@ __all__ = [
     "sample_patches",
     "whiten",
     "default_mnist_path",
+    "shift_images",
 ]
 
 MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
@@ -277,3 +278,23 @@ def whiten(patches: np.ndarray, *, method: str = "zca", eps: float = 0.1) -> np.
         X = np.real(np.fft.ifft2(F)).reshape(X.shape[0], -1)
     X /= np.sqrt(np.maximum(X.var(), 1e-12))
     return X.astype(np.float32)
+
+
+def shift_images(images: np.ndarray, offsets: list[tuple[int, int]]) -> np.ndarray:
+    """Translated copies of ``images`` (n, H, W), zero-filled: (len(offsets) * n, H, W).
+
+    Copy ``j`` (rows ``j*n`` to ``(j+1)*n``) is every image moved by ``offsets[j] =
+    (dy, dx)`` pixels (down and right for positive values); data augmentation for
+    models trained on centred digits.
+    """
+    images = np.asarray(images)
+    if images.ndim != 3:
+        raise LvebmValueError(f"`images` must be a 3-d array (n, H, W); got shape {images.shape}.")
+    n, H, W = images.shape
+    out = np.zeros((len(offsets), n, H, W), dtype=images.dtype)
+    for j, (dy, dx) in enumerate(offsets):
+        if abs(dy) >= H or abs(dx) >= W:
+            raise LvebmValueError(f"`offsets` must be smaller than the images; got {(dy, dx)}.")
+        src = images[:, max(0, -dy) : H - max(0, dy), max(0, -dx) : W - max(0, dx)]
+        out[j, :, max(0, dy) : H - max(0, -dy), max(0, dx) : W - max(0, -dx)] = src
+    return out.reshape(len(offsets) * n, H, W)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ from conftest import random_dictionary
 from reference import numpy_ista
 
 import lvebm
+import lvebm.data
 from lvebm.models.psd import psd_energy
 from lvebm.unrolled import (
     analytic_weights,
@@ -200,3 +203,55 @@ def test_psd_save_load_round_trip(rng, tmp_path):
 def test_bad_arguments_raise_named_errors(rng, call, error, match):
     with pytest.raises(error, match=match):
         call(random_dictionary(rng, 6, 8))
+
+
+def test_shift_images_moves_pixels_and_zero_fills():
+    img = np.arange(1, 13, dtype=np.float32).reshape(1, 3, 4)
+    out = lvebm.data.shift_images(img, [(1, 0), (0, -1), (0, 0)])
+    np.testing.assert_array_equal(out[0, 1:], img[0, :-1])
+    np.testing.assert_array_equal(out[0, 0], 0)
+    np.testing.assert_array_equal(out[1, :, :-1], img[0, :, 1:])
+    np.testing.assert_array_equal(out[1, :, -1], 0)
+    np.testing.assert_array_equal(out[2], img[0])
+
+
+@pytest.mark.parametrize(
+    ("schedule", "factors"),
+    [("step", [1.0, 1.0, 0.1, 0.1]), ("constant", [1.0] * 4), ("cosine", [1.0, 0.5, 0.0, 0.0])],
+)
+def test_learning_rate_schedules(schedule, factors):
+    from lvebm.models.lista import _lr_factor
+
+    got = [_lr_factor(schedule, i, 10) for i in (0, 5, 8, 10)]
+    expected = factors if schedule != "cosine" else [1.0, 0.5, 0.5 * (1 + np.cos(0.8 * np.pi)), 0.0]
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+
+
+def test_cli_trains_lista_and_psd_with_metrics(rng, tmp_path):
+    from lvebm.cli import main
+
+    D, Y = planted_problem(rng, d=16, k=24, n=400)
+    np.save(tmp_path / "y.npy", Y.astype(np.float32))
+    sc = lvebm.SparseCoding.from_dictionary(D.astype(np.float32), 0.1)
+    lvebm.save(sc, tmp_path / "sc")
+    out = tmp_path / "lista"
+    args = ["train", "lista", "--dictionary", str(tmp_path / "sc"), "--steps", "2", "--data",
+            str(tmp_path / "y.npy"), "--epochs", "3", "--batch-size", "50", "--augment", "none",
+            "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    untrained = lvebm.LISTA(sc.dictionary, 0.1, steps=2)
+    Xte = np.load(tmp_path / "y.npy")[np.random.default_rng(0).permutation(400)[:50]]
+    Zs = lvebm.sparse_encode(Xte.astype(np.float64), D, 0.1, tol=1e-7, max_iter=20_000)
+    before = code_error(torch.tensor(untrained.encode(Xte)).double(), torch.tensor(Zs))
+    assert m["held_out_code_error"] < before
+    assert m["fista_iterations_to_match"] >= 2
+    np.testing.assert_allclose(lvebm.load(out).encode(Xte), lvebm.load(out).encode(Xte))
+    assert (out / "code_error.png").read_bytes()[:4] == b"\x89PNG"
+    out = tmp_path / "psd"
+    args = ["train", "psd", "--data", str(tmp_path / "y.npy"), "--atoms", "24", "--epochs", "2",
+            "--batch-size", "50", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["epoch_mean_energy"][-1] < m["epoch_mean_energy"][0]
+    assert lvebm.load(out).kind == "psd"

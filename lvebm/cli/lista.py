@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .._checks import LvebmValueError
+from ..data import shift_images
 from ..io import load, save
 from ..lasso import sparse_encode
 from ..models import LISTA, PSD, SparseCoding
@@ -43,6 +44,12 @@ def register(train, top) -> None:
     p.add_argument("--variant", choices=["lista", "cp", "alista"], default="lista")
     p.add_argument("--tied", action="store_true", help="share weights across layers")
     p.add_argument("--target", choices=["fista", "energy"], default="fista")
+    p.add_argument(
+        "--augment",
+        choices=["shifts", "none"],
+        default="shifts",
+        help="add one-pixel shifted copies of image data (with their FISTA codes)",
+    )
     _add_common(p, epochs=30, lr=None)
     p.set_defaults(run=run_lista)
 
@@ -95,6 +102,24 @@ def code_report(encode, X_test: np.ndarray, W: np.ndarray, lam: float, steps: in
     }
 
 
+#: One-pixel shifts (dy, dx) of ``--augment shifts``.
+SHIFTS = [(1, 0), (-1, 0), (0, 1), (0, -1)]
+
+
+def augment(X: np.ndarray, image_shape: tuple[int, ...], W: np.ndarray, lam: float,
+            mode: str, target: str) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+    """Training rows (and FISTA codes for ``target="fista"``), with shifted copies if asked.
+
+    Shifts apply to 2-d image data only; other data is returned as is.
+    """
+    if mode == "shifts" and len(image_shape) == 2:
+        shifted = shift_images(X.reshape((-1,) + image_shape), SHIFTS)
+        X = np.concatenate([X, shifted.reshape(shifted.shape[0], -1)])
+    if target != "fista":
+        return X, None
+    return X, sparse_encode(X, W, lam, tol=1e-5, max_iter=1000)
+
+
 def _finite(x: float) -> float | None:
     return x if np.isfinite(x) else None
 
@@ -133,8 +158,9 @@ def run_lista(args) -> None:
     net = LISTA(W, lam, steps=args.steps, tied=args.tied, variant=args.variant)
     lr = {} if args.lr is None else {"lr": args.lr}
     start = time.perf_counter()
-    net.fit(X_train, target=args.target, epochs=args.epochs, batch_size=args.batch_size,
-            seed=args.seed, **lr)  # fmt: skip
+    X_fit, codes = augment(X_train, vectors.image_shape, W, lam, args.augment, args.target)
+    net.fit(X_fit, target=args.target, codes=codes, epochs=args.epochs,
+            batch_size=args.batch_size, seed=args.seed, **lr)  # fmt: skip
     seconds = time.perf_counter() - start
     report = code_report(net.encode, X_test, W, lam, args.steps)
     save(net, args.out)
@@ -142,6 +168,7 @@ def run_lista(args) -> None:
     metrics = {"steps": args.steps, "lam": lam, "variant": args.variant, "tied": args.tied,
                "target": args.target, "epochs": args.epochs, "batch_size": args.batch_size,
                "n_train": int(X_train.shape[0]), "n_test": int(X_test.shape[0]),
+               "augment": args.augment, "n_fit_rows": int(X_fit.shape[0]),
                "train_seconds": round(seconds, 2), "epoch_mean_loss": net.history_,
                **report}  # fmt: skip
     write_json(args.out / "metrics.json", metrics)
