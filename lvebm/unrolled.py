@@ -81,12 +81,15 @@ def lista_forward(
 
     ``W_e`` (T, k, d), ``S`` (T', k, k) and ``theta`` (T, k) hold the layers' weights
     (T = 1: tied). The first layer has no ``S`` term because ``z = 0``, so layer ``t``
-    (0-based, t >= 1) uses ``S[t - 1]``.
+    (0-based, t >= 1) uses ``S[t - 1]``. ``W_e y`` is computed once for all layers.
     """
+    n, k = y.shape[0], W_e.shape[1]
+    T = min(W_e.shape[0], steps)
+    # Every layer's W_e y in one matrix product (one larger GEMM is faster than T small).
+    B = (y @ W_e[:T].reshape(T * k, -1).T).reshape(n, T, k)  # (n, T, k)
     z = None
-    b = y @ W_e[0].T if W_e.shape[0] == 1 else None  # tied: W_e y computed once, (n, k)
     for t in range(steps):
-        v = b if b is not None else y @ W_e[t].T  # (n, k)
+        v = B[:, min(t, T - 1)]  # (n, k)
         if z is not None:
             v = v + z @ _layer(S, t - 1).T
         z = support_shrink(v, _layer(theta, t), support_fraction(t + 1, support, support_max))
