@@ -144,6 +144,13 @@ def _out_with_vae_checkpoints(tmp: Path) -> Path:
     return tmp
 
 
+def _out_with_psd_checkpoints(tmp: Path) -> Path:
+    """An --out folder whose checkpoints/ holds a PSD run with 8 atoms on 5 training rows."""
+    lvebm.PSD(5, 8, 0.1).fit(Y[:5].astype(np.float32), epochs=1, batch_size=3, progress=False,
+                             checkpoint_dir=tmp / "checkpoints")  # fmt: skip
+    return tmp
+
+
 def _idx(tmp: Path, payload: bytes) -> Path:
     return _file(tmp, "images-idx3-ubyte", payload)
 
@@ -473,6 +480,15 @@ TABLE: list[Case] = [
     Case("lvebm train latent-ebm", "--hidden 64 0", CliError,
          r"argument --hidden: must be an integer >= 1; got 0",
          cli("train", "latent-ebm", "--hidden", "64", "0", "--out", out)),
+    Case("lvebm train psd --resume", "checkpoints made with other --atoms", CliError,
+         r"made with config .*'n_atoms': 8",
+         cli("train", "psd", "--data", npy("y.npy", Y.astype(np.float32)), "--atoms", "4",
+             "--epochs", "1", "--batch-size", "3", "--test-fraction", "0.2", "--resume",
+             "--out", _out_with_psd_checkpoints)),
+    Case("lvebm train lista", "--dictionary is not a saved model", CliError,
+         r"config.json: not found",
+         cli("train", "lista", "--dictionary", lambda t: t, "--data", npy("x.npy", X15),
+             "--out", out)),
     Case("lvebm encode MODEL DATA", "MODEL folder does not exist", CliError, r"nowhere: not found",
          cli("encode", "nowhere", "digits", "--out", "codes.npz")),
     Case("lvebm encode MODEL DATA", "DATA has 15 features, MODEL 5", CliError,

@@ -16,7 +16,9 @@ from ..models import LISTA, PSD, SparseCoding
 from ..plotting import save_atom_grid
 from ..unrolled import code_error, fista_equivalent, fista_error_curve
 from ._common import (
+    add_checkpoint_args,
     add_data_args,
+    check_out_folder,
     load_vectors,
     nonneg_float,
     positive_float,
@@ -72,6 +74,7 @@ def _add_common(p, *, epochs: int, lr: float | None) -> None:
                    help="share of the data held out for the metrics")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="output folder")
+    add_checkpoint_args(p)
 
 
 def split(X: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -145,6 +148,7 @@ def plot_code_error(report: dict, steps: int, label: str, path: Path) -> None:
 
 
 def run_lista(args) -> None:
+    check_out_folder(args.out)
     sc = load(args.dictionary)
     if not isinstance(sc, SparseCoding):
         raise LvebmValueError(
@@ -160,7 +164,8 @@ def run_lista(args) -> None:
     start = time.perf_counter()
     X_fit, codes = augment(X_train, vectors.image_shape, W, lam, args.augment, args.target)
     net.fit(X_fit, target=args.target, codes=codes, epochs=args.epochs,
-            batch_size=args.batch_size, seed=args.seed, **lr)  # fmt: skip
+            batch_size=args.batch_size, seed=args.seed, checkpoint_dir=args.out / "checkpoints",
+            checkpoint_every=args.checkpoint_every, resume=args.resume, **lr)  # fmt: skip
     seconds = time.perf_counter() - start
     report = code_report(net.encode, X_test, W, lam, args.steps)
     save(net, args.out)
@@ -177,6 +182,7 @@ def run_lista(args) -> None:
 
 
 def run_psd(args) -> None:
+    check_out_folder(args.out)
     vectors = load_vectors(args.data, patch_size=args.patch_size, n_patches=args.n_patches,
                            whitening=args.whiten, seed=args.seed)  # fmt: skip
     X_train, X_test = split(vectors.X, args.test_fraction, args.seed)
@@ -184,7 +190,8 @@ def run_psd(args) -> None:
                 encoder_steps=args.encoder_steps, seed=args.seed)  # fmt: skip
     start = time.perf_counter()
     model.fit(X_train, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-              seed=args.seed)  # fmt: skip
+              seed=args.seed, checkpoint_dir=args.out / "checkpoints",
+              checkpoint_every=args.checkpoint_every, resume=args.resume)  # fmt: skip
     seconds = time.perf_counter() - start
     W = model.dictionary.detach().cpu().numpy()
     steps = args.encoder_steps if args.encoder == "lista" else 1
