@@ -14,9 +14,10 @@ from ._checks import (
     LvebmValueError,
     TrainingInterrupted,
 )
+from .conv_lasso import conv_sparse_encode
 from .io import load, save
 from .lasso import duality_gap, sparse_encode
-from .models import LISTA, PSD, VAE, LatentEBM, SparseCoding
+from .models import LISTA, PSD, VAE, ConvSparseCoding, LatentEBM, SparseCoding
 from .ops import nonneg_shrink, shrink
 from .regularizers import L1, L2, NonNegL1, Regularizer
 
@@ -30,6 +31,8 @@ __all__ = [
     "PSD",
     "VAE",
     "LatentEBM",
+    "conv_sparse_encode",
+    "ConvSparseCoding",
     "Regularizer",
     "L1",
     "NonNegL1",

@@ -145,3 +145,44 @@ def save_latent_balls(
     if title:
         ax.set_title(title, fontsize=9)
     return _save(fig, path)
+
+
+def save_conv_maps(
+    image: np.ndarray, recon: np.ndarray, maps: np.ndarray, path: str | os.PathLike,
+    *, n_maps: int = 8, title: str | None = None,
+) -> Path:  # fmt: skip
+    """Save an image (c, H, W), its reconstruction and its ``n_maps`` busiest sparse maps.
+
+    Maps (m, H+s-1, W+s-1) are shown on a symmetric grey scale (mid-grey is zero), each
+    titled with its fraction of non-zeros.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = np.argsort(-(maps != 0).sum(axis=(1, 2)))[:n_maps]
+    cols = 2 + len(order)
+    fig, axes = plt.subplots(1, cols, figsize=(2.0 * cols, 2.4))
+
+    def show(ax, img, name):
+        if img.ndim == 3 and img.shape[0] == 3:
+            lo, hi = img.min(), img.max()
+            ax.imshow(((img - lo) / max(hi - lo, 1e-12)).transpose(1, 2, 0))
+        else:
+            v = max(np.abs(img).max(), 1e-12)
+            ax.imshow(img.reshape(img.shape[-2:]), cmap="gray", vmin=-v, vmax=v)
+        ax.set_title(name, fontsize=8)
+        ax.axis("off")
+
+    show(axes[0], image, "image")
+    show(axes[1], recon, "reconstruction")
+    for ax, i in zip(axes[2:], order, strict=False):
+        show(ax, maps[i], f"map {i}: {100 * (maps[i] != 0).mean():.1f}% nz")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path

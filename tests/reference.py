@@ -37,3 +37,25 @@ def numpy_ista(Y: np.ndarray, W: np.ndarray, lam: float, n_iter: int) -> np.ndar
             z = np.sign(v) * np.maximum(np.abs(v) - lam / L, 0)
         Z[i] = z
     return Z
+
+
+def conv_matrix(K: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
+    """The synthesis ``Y = sum_i K_i * Z_i`` written out as a dense matrix, by loops.
+
+    K (m, c, s, s); maps (m, H+s-1, W+s-1) flattened in C order; images (c, H, W)
+    flattened likewise: ``Y[c, h, w] = sum_{i,a,b} K[i, c, a, b] Z[i, h+s-1-a, w+s-1-b]``.
+    """
+    m, c, s, _ = K.shape
+    H, W = image_shape
+    Hz, Wz = H + s - 1, W + s - 1
+    A = np.zeros((c * H * W, m * Hz * Wz))
+    for ch in range(c):
+        for h in range(H):
+            for w in range(W):
+                row = (ch * H + h) * W + w
+                for i in range(m):
+                    for a in range(s):
+                        for b in range(s):
+                            col = (i * Hz + h + s - 1 - a) * Wz + w + s - 1 - b
+                            A[row, col] += K[i, ch, a, b]
+    return A

@@ -14,10 +14,10 @@ import sys
 import warnings
 
 from .._checks import LvebmError, TrainingInterrupted
-from . import demo, encode, latent_ebm, lista, sparse_coding, vae
+from . import conv, demo, encode, latent_ebm, lista, sparse_coding, vae
 
 #: Command modules, in the order their commands appear in ``--help``.
-COMMANDS = [sparse_coding, lista, vae, latent_ebm, encode, demo]
+COMMANDS = [sparse_coding, lista, conv, vae, latent_ebm, encode, demo]
 
 
 class _Parser(argparse.ArgumentParser):

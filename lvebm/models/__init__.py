@@ -1,5 +1,7 @@
 """The lecture's family of regularized latent-variable energy-based models."""
 
+from .conv import ConvSparseCoding, ConvSparseCodingConfig
+from .conv_encoder import ConvEncoder
 from .latent_ebm import LatentEBM
 from .lista import LISTA, LISTAConfig
 from .psd import PSD, PSDConfig
@@ -16,4 +18,7 @@ __all__ = [
     "LatentEBM",
     "VAE",
     "VAEConfig",
+    "ConvSparseCoding",
+    "ConvSparseCodingConfig",
+    "ConvEncoder",
 ]
