@@ -16,11 +16,19 @@ from ..preprocess import highpass, local_contrast_normalize, sample_crops, white
 from ._common import write_json
 
 IMAGE_CHOICES = "natural, natural-color, or a PATH (.npy/.npz of (n,[c,]H,W), or a PNG/JPEG)"
+
+
+def _unit_std(x: np.ndarray) -> np.ndarray:
+    return (x / max(float(np.std(x)), 1e-12)).astype(np.float32)
+
+
+#: ``--preprocess`` choices; each output is scaled to unit standard deviation per image so
+#: that ``--lam`` means the same thing for every image set.
 PREPROCESS = {
-    "highpass": lambda x: highpass(x, lam=5.0),
-    "lcn": local_contrast_normalize,
+    "highpass": lambda x: _unit_std(highpass(x, lam=5.0)),
+    "lcn": lambda x: _unit_std(local_contrast_normalize(x)),
     "whiten": whiten_images,
-    "none": lambda x: np.asarray(x, dtype=np.float32),
+    "none": lambda x: _unit_std(np.asarray(x, dtype=np.float32) - np.mean(x)),
 }
 
 
@@ -29,7 +37,7 @@ def register(train, top) -> None:
     p.add_argument("--images", default="natural", help=f"training images: {IMAGE_CHOICES}")
     p.add_argument("--filters", type=int, default=8, help="number of kernels m")
     p.add_argument("--kernel", type=int, default=9, help="kernel side s")
-    p.add_argument("--lam", type=float, default=0.1, help="L1 weight lambda")
+    p.add_argument("--lam", type=float, default=0.5, help="L1 weight lambda (unit-std images)")
     p.add_argument(
         "--preprocess",
         choices=sorted(PREPROCESS),
