@@ -23,6 +23,7 @@ from ._checks import (
     check_same_size,
     check_shape,
 )
+from .fast_lasso import RankOneMetric, rank_one_metric, vmfista_lasso
 from .operators import Dense
 from .ops import gram_lipschitz
 from .regularizers import L1, NonNegL1
@@ -32,6 +33,18 @@ __all__ = ["sparse_encode", "solve_lasso", "duality_gap", "lasso_objective"]
 
 #: Rows solved at once; bounds memory to a few chunk-sized (chunk, k) buffers.
 CHUNK_ROWS = 65536
+#: Cap on chunk elements (rows * atoms), so that many atoms do not multiply the memory:
+#: the solvers hold about a dozen (chunk, k) buffers, 16M float32 elements each at most.
+CHUNK_ELEMENTS = 1 << 24
+
+#: Default ``tol`` per method: relative objective change / duality gap for "vmfista",
+#: relative change of the codes for "fista" and "ista".
+DEFAULT_TOL = {"vmfista": 1e-5, "fista": 1e-6, "ista": 1e-6}
+
+
+def chunk_rows(k: int) -> int:
+    """Rows per chunk for ``k`` atoms: ``CHUNK_ROWS``, fewer when ``k`` is large."""
+    return max(1, min(CHUNK_ROWS, CHUNK_ELEMENTS // max(k, 1)))
 
 
 def _check_problem(Y: Any, W: Any, lam: Any, device: Any):
@@ -54,20 +67,30 @@ def solve_lasso(
     W: torch.Tensor,
     lam: float,
     *,
-    method: str = "fista",
+    method: str = "vmfista",
     max_iter: int = 1000,
-    tol: float = 1e-6,
+    tol: float | None = None,
     z0: torch.Tensor | None = None,
     nonneg: bool = False,
     L: float | None = None,
+    metric: RankOneMetric | None = None,
 ) -> SolveResult:
     """Tensor-level lasso solver behind :func:`sparse_encode`; does not validate.
 
     y (n, d), W (d, k), z0 (n, k) or None; returns a :class:`SolveResult` with z (n, k).
-    ``L`` (largest eigenvalue of ``W^T W``) is computed when not given.
+    ``L`` (largest eigenvalue of ``W^T W``, for "fista"/"ista") and ``metric`` (for
+    "vmfista") are computed when not given; ``tol`` None takes :data:`DEFAULT_TOL`.
     """
     n, d = y.shape
     k = W.shape[1]
+    tol = DEFAULT_TOL[method] if tol is None else tol
+    if method == "vmfista":
+        G = W.T @ W  # (k, k)
+        b = y @ W  # (n, k)
+        return vmfista_lasso(
+            b, G, y.pow(2).sum(1), lam, metric=metric, nonneg=nonneg, max_iter=max_iter,
+            tol=tol, z0=z0,
+        )  # fmt: skip
     use_gram = k <= 2 * d
     G = W.T @ W if use_gram else None
     if L is None:
@@ -87,9 +110,9 @@ def sparse_encode(
     W: ArrayLike,
     lam: float,
     *,
-    method: str = "fista",
+    method: str = "vmfista",
     max_iter: int = 1000,
-    tol: float = 1e-6,
+    tol: float | None = None,
     z0: ArrayLike | None = None,
     nonneg: bool = False,
     device: Any = None,
@@ -100,7 +123,7 @@ def sparse_encode(
 
         0.5 * ||y - W z||^2 + lam * ||z||_1        (z >= 0 as well if ``nonneg``)
 
-    by ISTA or FISTA with step ``1/L``, ``L`` the largest eigenvalue of ``W^T W``.
+    by variable-metric FISTA (default), FISTA or ISTA, on the Gram form ``W^T W``.
 
     Parameters
     ----------
@@ -110,11 +133,18 @@ def sparse_encode(
         Dictionary, one atom per column (unit norm is conventional, not required).
     lam : float >= 0
         Weight of the L1 term.
-    method : {"fista", "ista"}
+    method : {"vmfista", "fista", "ista"}
+        "vmfista" (default): FISTA in the metric ``a I + c u u^T`` built from the top
+        eigenvector ``u`` of ``W^T W`` (see :mod:`lvebm.fast_lasso`), one matmul per
+        iteration, rows leave the working set as they stop. "fista"/"ista": textbook
+        steps ``1/L``, ``L`` the largest eigenvalue of ``W^T W``.
     max_iter : int
         Iteration cap.
-    tol : float > 0
-        Stop when every row's relative change ``||z_t - z_{t-1}|| / ||z_t||`` is <= tol.
+    tol : float > 0, optional
+        Stopping rule, per row. "vmfista": stop when, over the last 5 iterations, the
+        objective changed by at most ``tol`` relative, or the duality gap (see
+        :func:`duality_gap`) is at most ``tol`` times the objective; default 1e-5.
+        "fista"/"ista": stop when ``||z_t - z_{t-1}|| / ||z_t|| <= tol``; default 1e-6.
     z0 : array of shape (n, k), optional
         Warm start.
     nonneg : bool
@@ -141,23 +171,26 @@ def sparse_encode(
     array([[ 1. ,  0. , -0.5]])
     """
     y, Wt, lam, dev = _check_problem(Y, W, lam, device)
-    check_choice(method, "method", ("fista", "ista"))
+    check_choice(method, "method", tuple(DEFAULT_TOL))
     max_iter = check_int(max_iter, "max_iter")
-    tol = check_positive_float(tol, "tol")
+    tol = DEFAULT_TOL[method] if tol is None else check_positive_float(tol, "tol")
     n, k = y.shape[0], Wt.shape[1]
     z_init = None
     if z0 is not None:
         z_init = as_tensor(z0, "z0", device=dev, dtype=y.dtype)
         check_shape(z_init, "z0", (n, k))
         check_finite(z_init, "z0")
-    L = gram_lipschitz(Wt.T @ Wt)
+    G = Wt.T @ Wt  # (k, k)
+    L = gram_lipschitz(G) if method != "vmfista" else None
+    metric = rank_one_metric(G) if method == "vmfista" else None
     chunks = []
-    for start in range(0, n, CHUNK_ROWS):
-        stop = min(n, start + CHUNK_ROWS)
+    step = chunk_rows(k)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
         init = None if z_init is None else z_init[start:stop]
         res = solve_lasso(
             y[start:stop], Wt, lam, method=method, max_iter=max_iter, tol=tol, z0=init,
-            nonneg=nonneg, L=L,
+            nonneg=nonneg, L=L, metric=metric,
         )  # fmt: skip
         chunks.append(res.z)
     return output_converter(Y)(torch.cat(chunks, dim=0))
