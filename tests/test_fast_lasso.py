@@ -153,7 +153,7 @@ def test_vmfista_float32_agrees_with_float64_on_digit_like_dictionary(rng):
     "kwargs, match",
     [
         ({"tol": 0.0}, "`tol` must be a finite float > 0"),
-        ({"method": "lars"}, "`method` must be one of 'vmfista', 'fista', 'ista'"),
+        ({"method": "lars"}, "`method` must be one of 'fista', 'ista', 'vmfista'"),
         ({"max_iter": 0}, "`max_iter` must be an integer >= 1"),
     ],
 )

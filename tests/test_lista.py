@@ -105,7 +105,7 @@ def test_fista_error_curve_matches_independent_runs(rng):
     Yt, Wt, Zt = (torch.tensor(a) for a in (Y, W, Zs))
     curve = fista_error_curve(Yt, Wt, 0.2, Zt, max_iter=12)
     for t in (1, 5, 12):
-        Zt_t = lvebm.sparse_encode(Y, W, 0.2, max_iter=t, tol=1e-300)
+        Zt_t = lvebm.sparse_encode(Y, W, 0.2, method="fista", max_iter=t, tol=1e-300)
         assert curve[t - 1] == pytest.approx(code_error(torch.tensor(Zt_t), Zt), rel=1e-10)
     assert fista_equivalent(curve[4], curve) <= 5
     assert fista_equivalent(-1.0, curve) == float("inf")

@@ -1,0 +1,180 @@
+"""Batched lasso encode of 8,000 MNIST digits: lvebm against scikit-learn and SPAMS.
+
+Problem: the 8,000 digits of ``mnist-8k.npz`` (784-d, pixels / 255, float32) on a
+256-atom unit-norm dictionary learned by 5 MOD epochs (see ``_common.digit_dictionary``),
+``lam`` 0.1 and 0.5. Every solver minimises, per digit, the same objective
+
+    0.5 * ||y - W z||^2 + lam * ||z||_1
+
+(sklearn ``sparse_encode(alpha=lam)`` and SPAMS ``lambda1=lam`` use this convention;
+objectives are all recomputed here in float64). A solver "reaches" the target when its
+mean objective is within ``--target`` (1e-4) relative of the best mean objective any
+solver attains. lvebm runs with its default stopping rule; the exact solvers (LARS)
+with theirs; SPAMS FISTA is given a tolerance on its relative objective change.
+
+    python -m benchmarks.lasso_encode [--threads 2] [--repeats 5] [--plot PNG]
+
+Prints one table per lam and one JSON line with every figure and ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from ._common import (
+    digit_dictionary,
+    lasso_objective,
+    limit_threads,
+    load_digits,
+    machine,
+    mnist_path,
+    timed,
+)
+
+LAMS = (0.1, 0.5)
+
+
+def solvers(Y: np.ndarray, W: np.ndarray, lam: float, threads: int) -> dict[str, Callable]:
+    """name -> zero-argument function returning codes (n, k); peers only if installed."""
+    import lvebm
+
+    out: dict[str, Callable] = {
+        "lvebm vmfista (default)": lambda: lvebm.sparse_encode(Y, W, lam),
+        "lvebm fista (textbook)": lambda: lvebm.sparse_encode(Y, W, lam, method="fista"),
+    }
+    try:
+        from sklearn.decomposition import sparse_encode
+    except ImportError:  # the `bench` extra is not installed
+        sparse_encode = None
+    if sparse_encode is not None:
+        for algo in ("lasso_lars", "lasso_cd"):
+            out[f"sklearn {algo}"] = lambda a=algo: sparse_encode(
+                Y, W.T, algorithm=a, alpha=lam, n_jobs=None
+            )
+    try:
+        import spams
+    except ImportError:
+        spams = None
+    if spams is not None:
+        X, D = np.asfortranarray(Y.T), np.asfortranarray(W)
+        Z0 = np.zeros((W.shape[1], Y.shape[0]), dtype=Y.dtype, order="F")
+        out["spams lasso (LARS)"] = lambda: (
+            spams.lasso(X, D=D, lambda1=lam, mode=2, numThreads=threads).toarray().T
+        )
+        out["spams fistaFlat"] = lambda: spams.fistaFlat(
+            X, D, Z0, loss="square", regul="l1", lambda1=lam, max_it=500, tol=1e-6,
+            it0=10, numThreads=threads, intercept=False,
+        ).T  # fmt: skip
+    return out
+
+
+def run_lam(Y, W, lam, threads, repeats, target) -> dict:
+    """Time every solver at one lam; return their times, objectives and suboptimalities."""
+    rows = {}
+    for name, fn in solvers(Y, W, lam, threads).items():
+        seconds, Z = timed(fn, repeats)
+        rows[name] = {"seconds": seconds, "objective": float(lasso_objective(Y, W, Z, lam).mean())}
+        print(f"  {name}: {seconds:.3f} s", file=sys.stderr)
+    best = min(r["objective"] for r in rows.values())
+    for r in rows.values():
+        r["rel_subopt"] = (r["objective"] - best) / best
+        r["reached"] = r["rel_subopt"] <= target
+    ours = rows["lvebm vmfista (default)"]["seconds"]
+    ratios = {}
+    for family in ("sklearn", "spams"):
+        times = [r["seconds"] for n, r in rows.items() if n.startswith(family) and r["reached"]]
+        if times:
+            ratios[f"fastest_{family}_over_lvebm"] = min(times) / ours
+    return {"lam": lam, "best_objective": best, "solvers": rows, "ratios": ratios}
+
+
+def print_table(res: dict) -> None:
+    print(f"\nlam = {res['lam']}  (best mean objective {res['best_objective']:.6f})")
+    print(f"{'solver':28s} {'time [s]':>9s} {'mean objective':>15s} {'rel. subopt':>12s}  reached")
+    for name, r in res["solvers"].items():
+        print(
+            f"{name:28s} {r['seconds']:9.3f} {r['objective']:15.6f} {r['rel_subopt']:12.2e}  "
+            f"{'yes' if r['reached'] else 'NO'}"
+        )
+    for key, value in res["ratios"].items():
+        print(f"{key}: {value:.2f}x")
+
+
+def curves(Y, W, lam, best) -> dict[str, list[tuple[float, float]]]:
+    """(seconds, relative suboptimality) after a fixed number of iterations, lvebm only."""
+    import lvebm
+
+    grids = {"vmfista": (5, 10, 20, 30, 40, 60, 80, 120), "fista": (10, 25, 50, 100, 150, 250)}
+    out = {}
+    for method, grid in grids.items():
+        pts = []
+        for it in grid:
+            start = time.perf_counter()
+            Z = lvebm.sparse_encode(Y, W, lam, method=method, max_iter=it, tol=1e-300)
+            seconds = time.perf_counter() - start
+            pts.append((seconds, float(lasso_objective(Y, W, Z, lam).mean() - best) / best))
+        out[f"lvebm {method}"] = pts
+    return out
+
+
+def plot(results: list[dict], all_curves: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.2))
+    for ax, res, crv in zip(np.atleast_1d(axes), results, all_curves, strict=True):
+        floor = 1e-9
+        for name, pts in crv.items():
+            t, s = zip(*pts, strict=True)
+            ax.loglog(t, np.maximum(s, floor), "o-", ms=3, label=f"{name} (fixed iterations)")
+        for name, r in res["solvers"].items():
+            ax.loglog(r["seconds"], max(r["rel_subopt"], floor), "*", ms=11, label=name)
+        ax.axhline(1e-4, color="gray", ls="--", lw=0.8)
+        ax.set_xlabel("wall time [s]")
+        ax.set_ylabel("relative suboptimality of mean objective")
+        ax.set_title(f"MNIST 8k x 256 atoms, lam = {res['lam']}")
+    np.atleast_1d(axes)[0].legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--target", type=float, default=1e-4)
+    parser.add_argument("--plot", default=None, help="write the time-to-suboptimality PNG")
+    args = parser.parse_args(argv)
+    path = mnist_path()
+    if path is None:
+        print("skipped: MNIST digits not found (set LVEBM_MNIST)")
+        return 0
+    limit_threads(args.threads)
+    print(machine(args.threads))
+    Y = load_digits(path)
+    W = digit_dictionary(Y)
+    evals = np.linalg.eigvalsh(W.astype(np.float64).T @ W.astype(np.float64))
+    print(f"data {Y.shape} float32, dictionary {W.shape}, Gram top eigenvalues {evals[-3:]}")
+    results, all_curves = [], []
+    for lam in LAMS:
+        res = run_lam(Y, W, lam, args.threads, args.repeats, args.target)
+        print_table(res)
+        results.append(res)
+        if args.plot:
+            all_curves.append(curves(Y, W, lam, res["best_objective"]))
+    if args.plot:
+        plot(results, all_curves, args.plot)
+    print(json.dumps({"benchmark": "lasso_encode", "threads": args.threads, "results": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
