@@ -41,8 +41,11 @@ from ._common import (
 LAMS = (0.1, 0.5)
 
 
-def solvers(Y: np.ndarray, W: np.ndarray, lam: float, threads: int) -> dict[str, Callable]:
-    """name -> zero-argument function returning codes (n, k); peers only if installed."""
+def solvers(
+    Y: np.ndarray, W: np.ndarray, lam: float, threads: int, skip: tuple[str, ...] = ()
+) -> dict[str, Callable]:
+    """name -> zero-argument function returning codes (n, k); peers only if installed,
+    minus those whose name contains one of ``skip``."""
     import lvebm
 
     out: dict[str, Callable] = {
@@ -71,13 +74,13 @@ def solvers(Y: np.ndarray, W: np.ndarray, lam: float, threads: int) -> dict[str,
             X, D, Z0, loss="square", regul="l1", lambda1=lam, max_it=200, tol=1e-6,
             it0=10, numThreads=threads, intercept=False,
         ).T  # fmt: skip
-    return out
+    return {name: fn for name, fn in out.items() if not any(s in name for s in skip)}
 
 
-def run_lam(Y, W, lam, threads, repeats, target) -> dict:
+def run_lam(Y, W, lam, threads, repeats, target, skip=()) -> dict:
     """Time every solver at one lam; return their times, objectives and suboptimalities."""
     rows = {}
-    for name, fn in solvers(Y, W, lam, threads).items():
+    for name, fn in solvers(Y, W, lam, threads, skip).items():
         seconds, Z = timed(fn, repeats)
         rows[name] = {"seconds": seconds, "objective": float(lasso_objective(Y, W, Z, lam).mean())}
         print(f"  {name}: {seconds:.3f} s", file=sys.stderr)
@@ -152,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--target", type=float, default=1e-4)
     parser.add_argument("--plot", default=None, help="write the time-to-suboptimality PNG")
+    parser.add_argument("--lams", type=float, nargs="+", default=list(LAMS))
+    parser.add_argument("--skip", nargs="*", default=[], help="skip solvers containing these")
     args = parser.parse_args(argv)
     path = mnist_path()
     if path is None:
@@ -164,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     evals = np.linalg.eigvalsh(W.astype(np.float64).T @ W.astype(np.float64))
     print(f"data {Y.shape} float32, dictionary {W.shape}, Gram top eigenvalues {evals[-3:]}")
     results, all_curves = [], []
-    for lam in LAMS:
-        res = run_lam(Y, W, lam, args.threads, args.repeats, args.target)
+    for lam in args.lams:
+        res = run_lam(Y, W, lam, args.threads, args.repeats, args.target, tuple(args.skip))
         print_table(res)
         results.append(res)
         if args.plot:

@@ -8,9 +8,9 @@ float32. Each point runs in a fresh subprocess so that its peak resident memory
 the encode (data already built), i.e. the codes (n, k) plus the solver's working set,
 which ``sparse_encode`` bounds by solving at most ``CHUNK_ELEMENTS`` code entries at once.
 
-    python -m benchmarks.scaling [--threads 2] [--max-n 262144]
+    python -m benchmarks.scaling [--threads 2] [--max-n 262144] [--k-sweep-n 16384]
 
-Prints two tables (n sweep at k = 256, k sweep at n = 16384) and one JSON line.
+Prints two tables (n sweep at k = 256, k sweep at fixed n) and one JSON line.
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-n", type=int, default=262144)
+    parser.add_argument("--k-sweep-n", type=int, default=16384)
     parser.add_argument("--one", type=int, nargs=2, metavar=("N", "K"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
@@ -89,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     by_n = [run_point(n, 256, args.threads) for n in sizes]
     print("\nn sweep, k = 256")
     show(by_n)
-    by_k = [run_point(16384, k, args.threads) for k in (64, 128, 256, 512, 1024)]
-    print("\nk sweep, n = 16384")
+    by_k = [run_point(args.k_sweep_n, k, args.threads) for k in (64, 128, 256, 512, 1024)]
+    print(f"\nk sweep, n = {args.k_sweep_n}")
     show(by_k)
     print(json.dumps({"benchmark": "scaling", "threads": args.threads, "by_n": by_n,
                       "by_k": by_k}))  # fmt: skip
