@@ -52,7 +52,7 @@ def test_shrink_is_the_prox_of_l1(v, theta):
        n=st.integers(1, 6), lam=st.floats(0.01, 2.0))  # fmt: skip
 def test_fista_codes_satisfy_lasso_kkt_conditions(seed, d, ratio, n, lam):
     W, Y = _problem(seed, d, max(1, int(ratio * d)), n)
-    Z = lvebm.sparse_encode(Y, W, lam, tol=1e-14, max_iter=50_000)
+    Z = lvebm.sparse_encode(Y, W, lam, method="fista", tol=1e-14, max_iter=50_000)
     G = (Y - Z @ W.T) @ W  # (n, k): W^T (y - W z) per sample, must lie in lam * d|z|
     on = Z != 0
     assert np.all(np.abs(G[on] - lam * np.sign(Z[on])) <= 1e-6)
