@@ -283,3 +283,18 @@ def test_resume_skips_a_corrupted_newest_checkpoint(tmp_path):
     assert re.match(r"skipping unreadable checkpoint: .*step-000000006.*checksum", messages[0])
     assert messages[1].startswith("removed 1 checkpoint(s) newer than step 3")
     assert hist == ref_hist and torch.equal(model.lin.weight, ref.lin.weight)
+
+
+def test_conv_sparse_coding_resume_bit_identical(tmp_path):
+    images = np.random.default_rng(0).normal(size=(12, 1, 12, 12)).astype(np.float32)
+
+    def fit(**kw):
+        model = lvebm.ConvSparseCoding(3, 5, 1, 0.3, seed=0)
+        return model.fit(images, epochs=2, batch_size=4, max_iter=20, progress=False, **kw)
+
+    ref = fit()
+    with pytest.raises(Crash):
+        fit(checkpoint_dir=tmp_path, checkpoint_every=1, callback=_crash_at(4))
+    resumed = fit(checkpoint_dir=tmp_path, resume=True)
+    assert torch.equal(resumed.kernels, ref.kernels)
+    assert resumed.history_ == ref.history_

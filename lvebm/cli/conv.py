@@ -13,7 +13,13 @@ from ..io import save
 from ..models import ConvSparseCoding
 from ..plotting import save_atom_grid, save_conv_maps
 from ..preprocess import highpass, local_contrast_normalize, sample_crops, whiten_images
-from ._common import write_json
+from ._common import (
+    add_checkpoint_args,
+    check_out_folder,
+    nonneg_float,
+    positive_int,
+    write_json,
+)
 
 IMAGE_CHOICES = "natural, natural-color, or a PATH (.npy/.npz of (n,[c,]H,W), or a PNG/JPEG)"
 
@@ -35,22 +41,25 @@ PREPROCESS = {
 def register(train, top) -> None:
     p = train.add_parser("conv-sparse-coding", help="learn convolutional sparse-coding kernels")
     p.add_argument("--images", default="natural", help=f"training images: {IMAGE_CHOICES}")
-    p.add_argument("--filters", type=int, default=8, help="number of kernels m")
-    p.add_argument("--kernel", type=int, default=9, help="kernel side s")
-    p.add_argument("--lam", type=float, default=0.5, help="L1 weight lambda (unit-std images)")
+    p.add_argument("--filters", type=positive_int, default=8, help="number of kernels m")
+    p.add_argument("--kernel", type=positive_int, default=9, help="kernel side s")
+    p.add_argument(
+        "--lam", type=nonneg_float, default=0.5, help="L1 weight lambda (unit-std images)"
+    )
     p.add_argument(
         "--preprocess",
         choices=sorted(PREPROCESS),
         default="highpass",
         help="image preprocessing (Tikhonov high-pass, local contrast norm., 1/f whitening)",
     )
-    p.add_argument("--crop", type=int, default=48, help="side of the training crops")
-    p.add_argument("--n-crops", type=int, default=128, help="number of training crops")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-iter", type=int, default=100, help="FISTA iterations per batch")
+    p.add_argument("--crop", type=positive_int, default=48, help="side of the training crops")
+    p.add_argument("--n-crops", type=positive_int, default=128, help="number of training crops")
+    p.add_argument("--epochs", type=positive_int, default=5)
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--max-iter", type=positive_int, default=100, help="FISTA iterations per batch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="output folder")
+    add_checkpoint_args(p)
     p.set_defaults(run=run)
 
 
@@ -93,6 +102,8 @@ def train_and_report(
     seed: int,
     out: Path,
     progress: bool = True,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
 ) -> dict:
     """Fit on crops of preprocessed images; write the model, kernels.png, maps.png, metrics.json."""
     prep = [PREPROCESS[preprocess](im) for im in images]
@@ -100,8 +111,10 @@ def train_and_report(
     model = ConvSparseCoding(filters, kernel, crops.shape[1], lam, seed=seed)
     start = time.perf_counter()
     model.fit(
-        crops, epochs=epochs, batch_size=batch_size, max_iter=max_iter, seed=seed, progress=progress
-    )
+        crops, epochs=epochs, batch_size=batch_size, max_iter=max_iter, seed=seed,
+        progress=progress, checkpoint_dir=out / "checkpoints", checkpoint_every=checkpoint_every,
+        resume=resume,
+    )  # fmt: skip
     seconds = time.perf_counter() - start
     test = sample_crops(prep, min(2 * crop, min(p.shape[-1] for p in prep)), 4, seed=seed + 99)
     Z = model.encode(test, max_iter=500, tol=1e-4)
@@ -142,6 +155,11 @@ def train_and_report(
 
 
 def run(args) -> None:
+    check_out_folder(args.out)
+    if args.kernel > args.crop:
+        raise LvebmValueError(
+            f"`--kernel` ({args.kernel}) must not be larger than `--crop` ({args.crop})."
+        )
     metrics = train_and_report(
         load_images(args.images),
         filters=args.filters,
@@ -155,6 +173,8 @@ def run(args) -> None:
         max_iter=args.max_iter,
         seed=args.seed,
         out=args.out,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
     )
     print(
         f"wrote {args.out}: test energy {metrics['test_mean_energy']:.4f}, "

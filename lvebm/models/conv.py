@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -24,7 +25,7 @@ from .._checks import (
 )
 from ..conv_lasso import conv_objective, conv_operator, map_shape, solve_conv_lasso
 from ..io import register_model
-from ..training import TrainState, check_fit_args, run_epochs
+from ..training import TrainState, check_checkpoint_args, check_fit_args, run_epochs
 from .conv_encoder import ConvEncoder
 
 __all__ = ["ConvSparseCoding", "ConvSparseCodingConfig"]
@@ -255,6 +256,9 @@ class ConvSparseCoding(nn.Module):
         seed: int | None = 0,
         progress: bool = True,
         callback: Callable[[TrainState], None] | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int | None = None,
+        resume: bool | str | os.PathLike = False,
     ) -> ConvSparseCoding:
         """Learn the kernels from ``images`` (n, c, H, W), e.g. crops of natural images.
 
@@ -265,8 +269,17 @@ class ConvSparseCoding(nn.Module):
         by a warm-started power iteration, plus 5%), so ``lr=1`` is the majorisation
         step; every kernel is renormalised to unit norm after each step. ``history_``
         holds each epoch's mean energy (measured before the kernel step).
+
+        ``checkpoint_dir``, ``checkpoint_every`` and ``resume`` are passed to
+        :func:`lvebm.training.run_epochs` (kernels, warm-start maps and the power-iteration
+        vector are checkpointed, so a resumed fit is bit-identical on CPU). The training
+        images must be at least ``kernel_size`` pixels on each side.
         """
         Y = self._images(images)
+        s = self.config.kernel_size
+        if min(Y.shape[-2:]) < s:
+            raise fail("images", f"at least {s} x {s} pixels (kernel_size) to learn from", Y)
+        check_checkpoint_args(checkpoint_dir, checkpoint_every, resume)
         epochs, batch_size = check_fit_args(epochs, batch_size)
         lr = check_positive_float(lr, "lr")
         max_iter = check_int(max_iter, "max_iter")
@@ -277,15 +290,15 @@ class ConvSparseCoding(nn.Module):
         maps = Y.new_zeros(full) if torch.Size(full).numel() <= WARM_START_MAX else None
         gen = make_generator(None if seed is None else seed + 1)
         v = torch.randn(self.kernels.shape, generator=gen, dtype=Y.dtype).to(Y.device)
+        fs = _ConvFitState(maps, v)
 
         def step(idx: torch.Tensor) -> float:
-            nonlocal v
             yb, K = Y[idx], self.kernels.data
             z0 = maps[idx] if maps is not None else None
             res = solve_conv_lasso(yb, K, self.lam, max_iter=max_iter, tol=tol, z0=z0)
             if maps is not None:
                 maps[idx] = res.z
-            L_K, v = _kernel_lipschitz(yb, res.z, v)
+            L_K, fs.v = _kernel_lipschitz(yb, res.z, fs.v)
             for _ in range(kernel_steps):
                 K = _unit_kernels(K - lr / (KERNEL_STEP_MARGIN * L_K) * _kernel_grad(yb, K, res.z))
             self.kernels.data = K
@@ -302,6 +315,10 @@ class ConvSparseCoding(nn.Module):
             progress=progress,
             callback=callback,
             desc="conv sparse coding",
+            extra_state=fs,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
         )
         return self
 
@@ -354,6 +371,24 @@ class ConvSparseCoding(nn.Module):
             desc="conv encoder",
         )
         return self
+
+
+@dataclass
+class _ConvFitState:
+    """What ``ConvSparseCoding.fit``'s steps mutate besides the kernels; checkpointed."""
+
+    maps: torch.Tensor | None  # warm-start maps (n, m, H+s-1, W+s-1), or None when too big
+    v: torch.Tensor  # the warm-started power-iteration vector of the kernel step's L_K
+
+    def state_dict(self) -> dict:
+        return {"maps": self.maps, "v": self.v}
+
+    def load_state_dict(self, state: dict) -> None:
+        if (state["maps"] is None) != (self.maps is None):
+            raise ValueError("warm-start maps are present in only one of checkpoint and fit")
+        if self.maps is not None:
+            self.maps.copy_(state["maps"])
+        self.v = state["v"].to(device=self.v.device, dtype=self.v.dtype)
 
 
 def _synth(K: torch.Tensor, z: torch.Tensor, image_shape: tuple[int, int]) -> torch.Tensor:
