@@ -82,7 +82,7 @@ def test_conv_encode_matches_dense_sparse_encode(rng):
     A = conv_matrix(K, (H, W))
     Y = rng.normal(size=(4, 1, H, W))
     Z = lvebm.conv_sparse_encode(Y, K, lam, tol=1e-11, max_iter=50_000)
-    Zd = lvebm.sparse_encode(Y.reshape(4, -1), A, lam, tol=1e-11, max_iter=50_000)
+    Zd = lvebm.sparse_encode(Y.reshape(4, -1), A, lam, method="fista", tol=1e-11, max_iter=50_000)
     ours = lasso_objective(Y.reshape(4, -1), A, Z.reshape(4, -1), lam)
     ref = lasso_objective(Y.reshape(4, -1), A, Zd, lam)
     assert np.all(np.abs(ours - ref) <= 1e-8 * ref)
