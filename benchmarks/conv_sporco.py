@@ -25,7 +25,7 @@ import time
 import numpy as np
 import torch
 
-from lvebm.conv_lasso import conv_objective, conv_operator, map_shape
+from lvebm.conv_lasso import conv_operator, map_shape
 from lvebm.regularizers import L1
 from lvebm.solvers import LeastSquares, fista
 
@@ -62,10 +62,14 @@ def run_sporco(S, D, lam, iters: int):
 def run_ours_history(y, K, lam, iters: int) -> np.ndarray:
     """Objective after every FISTA iteration (evaluated in the callback, not timed)."""
     op = conv_operator(K, tuple(y.shape[-2:]), "fft")
+    op64 = conv_operator(K.double(), tuple(y.shape[-2:]), "fft")  # float64 FFT: exact enough
+    y64 = y.double()
     obj = []
 
     def record(t, z):
-        obj.append(float(conv_objective(y.double(), K.double(), z.double(), lam)))
+        z64 = z.double()
+        r = op64.forward(z64) - y64
+        obj.append(float(0.5 * r.pow(2).sum() + lam * z64.abs().sum()))
 
     z0 = y.new_zeros((1, K.shape[0]) + map_shape(tuple(y.shape[-2:]), K.shape[-1]))
     fista(LeastSquares(y, op), L1(), z0, lam=lam, L=op.lipschitz(), max_iter=iters, tol=0.0,

@@ -70,6 +70,11 @@ def solvers(
         out["spams lasso (LARS)"] = lambda: (
             spams.lasso(X, D=D, lambda1=lam, mode=2, numThreads=threads).toarray().T
         )
+        # float32 LARS stops ~1e-4 short of the optimum at small lam; float64 is exact.
+        X64, D64 = np.asfortranarray(X, dtype=np.float64), np.asfortranarray(D, dtype=np.float64)
+        out["spams lasso (LARS, float64)"] = lambda: (
+            spams.lasso(X64, D=D64, lambda1=lam, mode=2, numThreads=threads).toarray().T
+        )
         out["spams fistaFlat"] = lambda: spams.fistaFlat(
             X, D, Z0, loss="square", regul="l1", lambda1=lam, max_it=200, tol=1e-6,
             it0=10, numThreads=threads, intercept=False,

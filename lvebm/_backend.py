@@ -14,7 +14,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._checks import LvebmTypeError, LvebmValueError, _show, check_seed
+from ._checks import (
+    LvebmTypeError,
+    LvebmValueError,
+    _show,
+    check_finite,
+    check_ndim,
+    check_nonempty,
+    check_same_size,
+    check_seed,
+)
 
 ArrayLike = Any  # np.ndarray | torch.Tensor | nested sequences
 
@@ -87,6 +96,23 @@ def as_tensor(
         raise LvebmTypeError(f"`{name}` must be real-valued; got dtype {t.dtype}.")
     target = dtype if dtype is not None else _float_dtype_of(x)
     return t.to(device=device if device is not None else t.device, dtype=target)
+
+
+def as_batch(
+    x: ArrayLike, name: str, like: torch.Tensor, layout: str, ref_name: str, ref_dim: int = 0
+) -> torch.Tensor:
+    """``x`` as a tensor on ``like``'s device and dtype, validated as a model's input batch.
+
+    ``layout`` names the expected dimensions, e.g. "(n, d)" or "(n, c, H, W)"; ``x`` must
+    have that many, be non-empty and finite, and its dimension 1 must equal dimension
+    ``ref_dim`` of ``like`` (the parameter called ``ref_name``, e.g. the dictionary).
+    """
+    t = as_tensor(x, name, device=like.device, dtype=like.dtype)
+    check_ndim(t, name, layout.count(",") + 1, layout)
+    check_nonempty(t, name)
+    check_same_size(t.shape[1], name, like.shape[ref_dim], ref_name)
+    check_finite(t, name)
+    return t
 
 
 def output_converter(like: Any) -> Callable[[torch.Tensor], Any]:

@@ -36,12 +36,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from ._checks import CheckpointError, LvebmTypeError
-from .io import CONFIG, model_kind, read_model_files, write_model_files
+from .io import CONFIG, model_kind, read_model_files, read_safetensors, write_model_files
 
 __all__ = [
     "Checkpoint",
@@ -287,21 +285,6 @@ def _read_state_doc(folder: Path) -> dict:
     return doc
 
 
-def _read_state_tensors(folder: Path, expected_sha: Any) -> dict[str, torch.Tensor]:
-    path = folder / STATE_TENSORS
-    if not path.is_file():
-        raise CheckpointError(f"{path}: training-state tensors not found.")
-    blob = path.read_bytes()
-    if hashlib.sha256(blob).hexdigest() != expected_sha:
-        raise CheckpointError(
-            f"{path}: checksum mismatch; the file is truncated, corrupted or from another save."
-        )
-    try:
-        return st_load(blob)
-    except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: unreadable safetensors ({exc}).") from exc
-
-
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read and verify a checkpoint: a ``step-*`` folder, or a directory of them (newest).
 
@@ -323,7 +306,9 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             f"{folder / STATE_JSON}: kind {doc.get('kind')!r} disagrees with {folder / CONFIG} "
             f"({kind!r}); the checkpoint is torn."
         )
-    tensors = _read_state_tensors(folder, doc.get("state_sha256"))
+    tensors = read_safetensors(
+        folder / STATE_TENSORS, doc.get("state_sha256", ""), "training-state tensors"
+    )
     return Checkpoint(
         path=folder, kind=kind, config=config, weights=weights, step=doc["step"],
         epoch=doc["epoch"], batch=doc["batch"], history=list(doc.get("history", [])),

@@ -147,19 +147,20 @@ def _read_config(folder: Path, *, registered: bool = True) -> dict:
     return cfg
 
 
-def _read_weights(folder: Path, expected_sha: str) -> dict[str, torch.Tensor]:
-    w_path = folder / WEIGHTS
-    if not w_path.is_file():
-        raise CheckpointError(f"{w_path}: weights file not found.")
-    blob = w_path.read_bytes()
+def read_safetensors(path: Path, expected_sha: str, what: str) -> dict[str, torch.Tensor]:
+    """Tensors of the safetensors file ``path`` after checking its SHA-256 against
+    ``expected_sha``; :class:`CheckpointError` naming ``what`` and the file otherwise."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: {what} not found.")
+    blob = path.read_bytes()
     if hashlib.sha256(blob).hexdigest() != expected_sha:
         raise CheckpointError(
-            f"{w_path}: checksum mismatch; the file is truncated, corrupted or from another save."
+            f"{path}: checksum mismatch; the file is truncated, corrupted or from another save."
         )
     try:
         return st_load(blob)
     except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{w_path}: unreadable safetensors ({exc}).") from exc
+        raise CheckpointError(f"{path}: unreadable safetensors ({exc}).") from exc
 
 
 def read_model_files(
@@ -167,7 +168,7 @@ def read_model_files(
 ) -> tuple[str | None, dict | None, dict[str, torch.Tensor]]:
     """Read and verify ``config.json`` + ``model.safetensors``: (kind, config, tensors)."""
     cfg = _read_config(folder, registered=registered)
-    tensors = _read_weights(folder, cfg.get("weights_sha256", ""))
+    tensors = read_safetensors(folder / WEIGHTS, cfg.get("weights_sha256", ""), "weights file")
     return cfg.get("kind"), cfg.get("config"), tensors
 
 

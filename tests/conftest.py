@@ -8,6 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
+
+# Property tests draw the same examples on every run: CI must not depend on luck.
+settings.register_profile("deterministic", derandomize=True, print_blob=True)
+settings.load_profile("deterministic")
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 MNIST_PATH = Path(

@@ -10,7 +10,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._backend import ArrayLike, as_tensor, make_generator, output_converter, resolve_device
+from .._backend import (
+    ArrayLike,
+    as_batch,
+    as_tensor,
+    make_generator,
+    output_converter,
+    resolve_device,
+)
 from .._checks import (
     check_choice,
     check_finite,
@@ -157,13 +164,7 @@ class ConvSparseCoding(nn.Module):
 
     # -- energy and inference ---------------------------------------------------------
     def _images(self, y: ArrayLike, name: str = "images") -> torch.Tensor:
-        K = self.kernels
-        t = as_tensor(y, name, device=K.device, dtype=K.dtype)
-        check_ndim(t, name, 4, "(n, c, H, W)")
-        check_nonempty(t, name)
-        check_same_size(t.shape[1], name, K.shape[1], "kernels")
-        check_finite(t, name)
-        return t
+        return as_batch(y, name, self.kernels, "(n, c, H, W)", "kernels", 1)
 
     def _maps(self, z: ArrayLike, y: torch.Tensor, name: str = "maps") -> torch.Tensor:
         zt = as_tensor(z, name, device=y.device, dtype=y.dtype)

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._backend import ArrayLike, as_tensor, output_converter, resolve_device
+from .._backend import ArrayLike, as_batch, as_tensor, output_converter, resolve_device
 from .._checks import (
     LvebmTypeError,
     check_choice,
@@ -21,7 +21,6 @@ from .._checks import (
     check_nonempty,
     check_nonneg_float,
     check_positive_float,
-    check_same_size,
     check_shape,
 )
 from ..io import register_model
@@ -204,13 +203,7 @@ class LISTA(nn.Module):
                                steps=K, **ss)  # fmt: skip
 
     def _signals(self, y: ArrayLike, name: str = "y") -> torch.Tensor:
-        D = self.dictionary
-        t = as_tensor(y, name, device=D.device, dtype=D.dtype)
-        check_ndim(t, name, 2, "(n, d)")
-        check_nonempty(t, name)
-        check_same_size(t.shape[1], name, D.shape[0], "dictionary")
-        check_finite(t, name)
-        return t
+        return as_batch(y, name, self.dictionary, "(n, d)", "dictionary")
 
     def encode(self, y: ArrayLike) -> ArrayLike:
         """Predicted codes (n, k) of the signals ``y`` (n, d); same kind as ``y``."""

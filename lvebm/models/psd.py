@@ -10,16 +10,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._backend import ArrayLike, as_tensor, make_generator, output_converter, resolve_device
+from .._backend import (
+    ArrayLike,
+    as_batch,
+    as_tensor,
+    make_generator,
+    output_converter,
+    resolve_device,
+)
 from .._checks import (
     check_choice,
-    check_finite,
     check_int,
-    check_ndim,
-    check_nonempty,
     check_nonneg_float,
     check_positive_float,
-    check_same_size,
     check_seed,
     check_shape,
 )
@@ -168,13 +171,7 @@ class PSD(nn.Module):
         return self.config.lam
 
     def _signals(self, y: ArrayLike, name: str = "y") -> torch.Tensor:
-        W = self.dictionary
-        t = as_tensor(y, name, device=W.device, dtype=W.dtype)
-        check_ndim(t, name, 2, "(n, d)")
-        check_nonempty(t, name)
-        check_same_size(t.shape[1], name, W.shape[0], "dictionary")
-        check_finite(t, name)
-        return t
+        return as_batch(y, name, self.dictionary, "(n, d)", "dictionary")
 
     # -- energy, prediction and inference ------------------------------------------------
     def encode(self, y: ArrayLike) -> ArrayLike:

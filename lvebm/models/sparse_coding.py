@@ -10,7 +10,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._backend import ArrayLike, as_tensor, make_generator, output_converter, resolve_device
+from .._backend import (
+    ArrayLike,
+    as_batch,
+    as_tensor,
+    make_generator,
+    output_converter,
+    resolve_device,
+)
 from .._checks import (
     check_bool,
     check_callable,
@@ -165,13 +172,7 @@ class SparseCoding(nn.Module):
 
     # -- energy and inference ---------------------------------------------------------
     def _signals(self, y: ArrayLike, name: str = "y") -> torch.Tensor:
-        W = self.dictionary
-        t = as_tensor(y, name, device=W.device, dtype=W.dtype)
-        check_ndim(t, name, 2, "(n, d)")
-        check_nonempty(t, name)
-        check_same_size(t.shape[1], name, W.shape[0], "dictionary")
-        check_finite(t, name)
-        return t
+        return as_batch(y, name, self.dictionary, "(n, d)", "dictionary")
 
     def energy(self, y: ArrayLike, z: ArrayLike) -> ArrayLike:
         """``0.5*||y - W z||^2 + lam*||z||_1`` per sample; y (n, d), z (n, k) -> (n,)."""
