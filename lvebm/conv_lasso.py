@@ -115,7 +115,7 @@ def conv_sparse_encode(
         Warm start.
     nonneg : bool
         Constrain maps to be non-negative.
-    method : {"auto", "fft", "direct"}
+    method : {"auto", "fft", "direct", "mixed"}
         How the convolutions are computed; the result is the same up to round-off.
     device : where to compute (default: ``Y``'s device).
 
@@ -151,7 +151,7 @@ def conv_sparse_encode(
     lam = check_nonneg_float(lam, "lam")
     max_iter = check_int(max_iter, "max_iter")
     tol = check_positive_float(tol, "tol")
-    check_choice(method, "method", ("auto", "fft", "direct"))
+    check_choice(method, "method", ("auto", "fft", "direct", "mixed"))
     z_init = None
     if z0 is not None:
         shape = (y.shape[0], Kt.shape[0]) + map_shape(tuple(y.shape[-2:]), Kt.shape[-1])

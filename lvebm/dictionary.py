@@ -65,12 +65,14 @@ def online_update(
     *,
     rho: float = 1.0,
     sweeps: int = 1,
+    positive: bool = False,
 ) -> torch.Tensor:
     """One online block-coordinate dictionary update; returns the new ``W`` (d, k).
 
     Updates ``stats`` in place. Column ``j`` moves to
-    ``u_j = w_j + (b_j - W a_j) / A_jj`` and is renormalised; atoms with
-    ``A_jj == 0`` (never used) are left for :func:`reinit_dead_atoms`.
+    ``u_j = w_j + (b_j - W a_j) / A_jj`` (projected onto ``u_j >= 0`` when ``positive``,
+    as SPAMS's ``posD``) and is renormalised; atoms with ``A_jj == 0`` (never used) are
+    left for :func:`reinit_dead_atoms`.
     """
     b = Y.shape[0]
     stats.t += 1
@@ -86,17 +88,23 @@ def online_update(
             if not active[j]:
                 continue
             u = W[:, j] + (B[:, j] - W @ A[:, j]) / A[j, j]
+            if positive:
+                u = torch.clamp(u, min=0)
             norm = torch.linalg.vector_norm(u)
             if norm > 0:
                 W[:, j] = u / norm
     return W
 
 
-def sgd_update(W: torch.Tensor, Y: torch.Tensor, Z: torch.Tensor, *, lr: float) -> torch.Tensor:
-    """One gradient step on ``mean_i 0.5||y_i - W z_i||^2`` then column renormalisation."""
+def sgd_update(
+    W: torch.Tensor, Y: torch.Tensor, Z: torch.Tensor, *, lr: float, positive: bool = False
+) -> torch.Tensor:
+    """One gradient step on ``mean_i 0.5||y_i - W z_i||^2`` then column renormalisation
+    (after projecting onto ``W >= 0`` when ``positive``)."""
     b = Y.shape[0]
     grad = (Z @ W.T - Y).T @ Z / b  # (d, k)
-    return normalize_columns(W - lr * grad)
+    W = W - lr * grad
+    return normalize_columns(torch.clamp(W, min=0) if positive else W)
 
 
 def reinit_dead_atoms(
@@ -107,12 +115,14 @@ def reinit_dead_atoms(
     *,
     generator: torch.Generator,
     stats: OnlineStats | None = None,
+    positive: bool = False,
 ) -> tuple[torch.Tensor, int]:
     """Replace atoms with ``usage == 0`` by the batch's worst-reconstructed samples.
 
     ``usage`` (k,) counts how often each atom was non-zero since the last check.
-    Residuals ``y - W z`` of the samples with the largest error become the new atoms
-    (unit-normed); their online statistics are reset. Returns (W, number replaced).
+    Residuals ``y - W z`` of the samples with the largest error (their positive part
+    when ``positive``) become the new atoms (unit-normed); their online statistics
+    are reset. Returns (W, number replaced).
     """
     dead = torch.nonzero(usage == 0).flatten()
     if dead.numel() == 0:
@@ -122,7 +132,8 @@ def reinit_dead_atoms(
     n_new = min(dead.numel(), Y.shape[0])
     worst = torch.argsort(err, descending=True)[:n_new]
     noise = torch.randn(n_new, W.shape[0], generator=generator, dtype=W.dtype).to(W.device)
-    new_atoms = normalize_columns((R[worst] + 1e-3 * noise).T)  # (d, n_new)
+    R = torch.clamp(R[worst], min=0) + 1e-3 * noise.abs() if positive else R[worst] + 1e-3 * noise
+    new_atoms = normalize_columns(R.T)  # (d, n_new)
     W = W.clone()
     idx = dead[:n_new]
     W[:, idx] = new_atoms

@@ -13,6 +13,8 @@ import torch
 
 from ._backend import ArrayLike, as_tensor, output_converter, resolve_device
 from ._checks import (
+    LvebmValueError,
+    check_bool,
     check_choice,
     check_finite,
     check_int,
@@ -202,26 +204,35 @@ def lasso_objective(y: torch.Tensor, W: torch.Tensor, z: torch.Tensor, lam: floa
     return 0.5 * r.pow(2).sum(1) + lam * z.abs().sum(1)
 
 
-def duality_gap(Y: ArrayLike, W: ArrayLike, Z: ArrayLike, lam: float) -> ArrayLike:
+def duality_gap(
+    Y: ArrayLike, W: ArrayLike, Z: ArrayLike, lam: float, *, nonneg: bool = False
+) -> ArrayLike:
     """Lasso duality gap of the codes ``Z`` (n, k), per sample, shape (n,).
 
     With ``r = y - W z`` and the dual point ``theta = r * min(1, lam / ||W^T r||_inf)``
     (feasible: ``||W^T theta||_inf <= lam``), the gap is
     ``P(z) - D(theta)`` where ``P`` is the lasso objective and
     ``D(theta) = theta.y - 0.5*||theta||^2``. It is >= 0 and 0 exactly at the optimum,
-    so it certifies how far from optimal each code is (in objective units).
+    so it certifies how far from optimal each code is (in objective units). With
+    ``nonneg`` (codes ``z >= 0``, which must hold) the dual constraint is one-sided,
+    ``W^T theta <= lam``, so only positive correlations scale ``theta``.
     """
     y, Wt, lam, _ = _check_problem(Y, W, lam, None)
     z = as_tensor(Z, "Z", device=y.device, dtype=y.dtype)
     check_shape(z, "Z", (y.shape[0], Wt.shape[1]))
     check_finite(z, "Z")
-    gap = _duality_gap(y, Wt, z, lam)
+    if check_bool(nonneg, "nonneg") and bool((z < 0).any()):
+        raise LvebmValueError("`Z` has negative entries but `nonneg=True`.")
+    gap = _duality_gap(y, Wt, z, lam, nonneg)
     return output_converter(Y)(gap)
 
 
-def _duality_gap(y: torch.Tensor, W: torch.Tensor, z: torch.Tensor, lam: float) -> torch.Tensor:
+def _duality_gap(
+    y: torch.Tensor, W: torch.Tensor, z: torch.Tensor, lam: float, nonneg: bool = False
+) -> torch.Tensor:
     r = y - z @ W.T  # (n, d)
-    corr = (r @ W).abs().amax(dim=1)  # ||W^T r||_inf, (n,)
+    c = r @ W
+    corr = c.amax(dim=1) if nonneg else c.abs().amax(dim=1)  # the dual constraint's max, (n,)
     if lam == 0:
         s = torch.where(corr > 0, torch.zeros_like(corr), torch.ones_like(corr))
     else:

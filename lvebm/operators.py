@@ -77,7 +77,10 @@ class Conv2d(LinearOperator):
     ``method="fft"`` multiplies in the Fourier domain on a grid of FFT-friendly size
     ``P >= H+s-1`` (circular convolution on that grid equals the valid linear one
     because the wrap-around only touches the first ``s-1`` rows and columns, which are
-    cropped); ``"direct"`` uses ``conv2d`` (faster for tiny images or kernels).
+    cropped); ``"direct"`` uses ``conv2d`` (faster for tiny images or kernels);
+    ``"mixed"`` synthesises by FFT and applies the adjoint by one ``conv2d`` of the
+    padded residual (on CPU the fastest pair for large images: measured in
+    ``docs/conv.md``).
     """
 
     def __init__(self, K: torch.Tensor, image_shape: tuple[int, int], *, method: str = "fft"):
@@ -87,7 +90,7 @@ class Conv2d(LinearOperator):
         self.image_shape = (H, W)
         self.map_shape = (H + s - 1, W + s - 1)
         self.method = method
-        if method == "fft":
+        if method in ("fft", "mixed"):
             self.grid = (_fast_len(H + s - 1), _fast_len(W + s - 1))
             self.Kf = torch.fft.rfft2(K, s=self.grid)  # (m, c, P, Q//2+1)
         else:
@@ -113,7 +116,7 @@ class Conv2d(LinearOperator):
 
     def adjoint(self, r: torch.Tensor) -> torch.Tensor:
         s = self.kernel_size
-        if self.method == "direct":
+        if self.method in ("direct", "mixed"):
             return F.conv2d(F.pad(r, (s - 1,) * 4), self.K)  # (n, m, H+s-1, W+s-1)
         Rf = torch.fft.rfft2(F.pad(r, (s - 1, 0, s - 1, 0)), s=self.grid)  # (n, c, P, Q')
         if self.K.shape[1] == 1:

@@ -18,6 +18,8 @@ __all__ = ["shrink", "nonneg_shrink", "normalize_columns", "power_iteration", "g
 
 def _shrink(x: torch.Tensor, theta: torch.Tensor | float) -> torch.Tensor:
     """Soft thresholding ``sign(x) * max(|x| - theta, 0)``; no validation."""
+    if isinstance(theta, float):  # one fused kernel, bit-identical to the formula below
+        return torch.nn.functional.softshrink(x, theta)
     return torch.sign(x) * torch.clamp(x.abs() - theta, min=0)
 
 

@@ -97,6 +97,11 @@ def _row_norms(x: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(x.reshape(x.shape[0], -1), dim=1)
 
 
+def _row_dots(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-sample inner products of two (n, ...) tensors, (n,)."""
+    return torch.linalg.vecdot(a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1))
+
+
 def _per_row(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Reshape a per-sample vector (n,) to broadcast against ``like`` (n, ...)."""
     return v.reshape((-1,) + (1,) * (like.ndim - 1))
@@ -138,17 +143,17 @@ def fista(
     converged = False
     n_iter = 0
     for n_iter in range(1, max_iter + 1):  # noqa: B007 (n_iter is reported)
-        z_new = reg.prox(x - step * f.grad(x), step * lam)
+        z_new = reg.prox(torch.add(x, f.grad(x), alpha=-step), step * lam)
         diff = z_new - z
         change = _row_norms(diff)
         if accelerate:
             t_new = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * t * t))
             beta = (t - 1.0) / t_new
-            if restart:
-                uphill = ((x - z_new) * diff).reshape(z.shape[0], -1).sum(1) > 0
+            if restart:  # (x - z_new).diff > 0, as two dot products without temporaries
+                uphill = _row_dots(x, diff) > _row_dots(z_new, diff)
                 beta = torch.where(uphill, torch.zeros_like(beta), beta)
                 t_new = torch.where(uphill, torch.ones_like(t_new), t_new)
-            x = z_new + _per_row(beta, diff) * diff
+            x = torch.addcmul(z_new, _per_row(beta, diff), diff)
             t = t_new
         else:
             x = z_new

@@ -43,3 +43,17 @@ def test_cli_errors_are_one_line_with_status_2(tmp_path, capsys):
     assert main(["encode", str(tmp_path / "nomodel"), str(tmp_path / "x.npy"),
                  "--out", str(tmp_path / "c.npz")]) == 2  # fmt: skip
     assert "nomodel: not found" in capsys.readouterr().err
+
+
+def test_train_nonnegative_sparse_coding_from_random_atoms(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", np.abs(rng.normal(size=(300, 16))).astype(np.float32))
+    out = tmp_path / "run"
+    args = ["train", "sparse-coding", "--data", str(tmp_path / "x.npy"), "--atoms", "8",
+            "--lam", "0.2", "--epochs", "2", "--batch-size", "64", "--init", "random",
+            "--nonneg", "--positive-dict", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["nonneg"] and metrics["positive_dict"] and metrics["init"] == "random"
+    assert metrics["duality_gap_max"] < 1e-2 * metrics["final_mean_energy"]
+    assert float(lvebm.load(out).dictionary.min()) >= 0

@@ -28,7 +28,7 @@ def _kernels(rng, m, c, s):
     return K / np.linalg.norm(K.reshape(m, -1), axis=1)[:, None, None, None]
 
 
-@pytest.mark.parametrize("method", ["fft", "direct"])
+@pytest.mark.parametrize("method", ["fft", "direct", "mixed"])
 @pytest.mark.parametrize("c", [1, 3])
 def test_conv_operator_equals_dense_toeplitz_matrix(rng, method, c):
     K = _kernels(rng, 4, c, 3)
@@ -42,7 +42,7 @@ def test_conv_operator_equals_dense_toeplitz_matrix(rng, method, c):
     np.testing.assert_allclose(adj, y.reshape(2, -1) @ A, atol=1e-12)
 
 
-@pytest.mark.parametrize("method", ["fft", "direct"])
+@pytest.mark.parametrize("method", ["fft", "direct", "mixed"])
 def test_conv_adjointness_float64(rng, method):
     K = torch.tensor(_kernels(rng, 6, 2, 5))
     op = Conv2d(K, (13, 10), method=method)

@@ -167,3 +167,46 @@ def test_model_encode_returns_input_kind(dtype, device):
     y = torch.randn(4, 6, dtype=dtype, device=device)
     z = model.encode(y)
     assert isinstance(z, torch.Tensor) and z.dtype == dtype and z.shape == (4, 9)
+
+
+@pytest.mark.parametrize("method", ["online", "sgd"])
+def test_positive_dict_keeps_atoms_nonnegative_and_unit_norm_after_every_step(method, rng):
+    W_true = np.abs(random_dictionary(rng, 20, 30))
+    Z = np.abs(rng.normal(size=(600, 30))) * (rng.random((600, 30)) < 0.1)
+    Y = (Z @ W_true.T).astype(np.float32)
+    mins, norms = [], []
+
+    def record(state):
+        mins.append(float(state.model.dictionary.min()))
+        norms.append(torch.linalg.vector_norm(state.model.dictionary, dim=0))
+
+    model = lvebm.SparseCoding(20, 30, 0.05, seed=0)
+    model.fit(Y, epochs=3, batch_size=100, method=method, init="random", nonneg=True,
+              positive_dict=True, progress=False, callback=record)  # fmt: skip
+    assert len(mins) == 18 and min(mins) >= 0
+    for n in norms:
+        torch.testing.assert_close(n, torch.ones_like(n), atol=1e-5, rtol=0)
+    assert model.history_[-1] < model.history_[0]
+    codes = model.encode(Y, nonneg=True)
+    assert codes.min() >= 0
+
+
+def test_random_init_is_seeded_and_positive_dict_makes_it_nonnegative(rng):
+    Y = rng.normal(size=(200, 12)).astype(np.float32)
+    a = lvebm.SparseCoding(12, 10, 0.1).fit(Y, epochs=1, init="random", seed=4, progress=False)
+    b = lvebm.SparseCoding(12, 10, 0.1).fit(Y, epochs=1, init="random", seed=4, progress=False)
+    torch.testing.assert_close(a.dictionary, b.dictionary, rtol=0, atol=0)
+    c = lvebm.SparseCoding(12, 10, 0.1).fit(Y, epochs=1, init="random", seed=4, nonneg=True,
+                                            positive_dict=True, progress=False)  # fmt: skip
+    assert float(c.dictionary.min()) >= 0
+
+
+def test_nonneg_duality_gap_vanishes_at_the_nonneg_optimum(rng):
+    W = np.abs(random_dictionary(rng, 20, 30))
+    Y = np.abs(rng.normal(size=(6, 20)))
+    Z = lvebm.sparse_encode(Y, W, 0.3, nonneg=True, method="fista", tol=1e-13, max_iter=50_000)
+    gap = lvebm.duality_gap(Y, W, Z, 0.3, nonneg=True)
+    assert gap.max() < 1e-9 * lasso_objective(Y, W, Z, 0.3).min()
+    assert lvebm.duality_gap(Y, W, 0.5 * Z, 0.3, nonneg=True).min() > 1e-6
+    with pytest.raises(lvebm.LvebmValueError, match="negative entries"):
+        lvebm.duality_gap(Y, W, -Z - 1, 0.3, nonneg=True)

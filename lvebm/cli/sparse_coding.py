@@ -33,6 +33,18 @@ def register(train, top) -> None:
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--method", choices=["online", "sgd"], default="online")
     p.add_argument("--lr", type=positive_float, default=1.0, help="step size of --method sgd")
+    p.add_argument(
+        "--init",
+        choices=["data", "random"],
+        default="data",
+        help="initial atoms: random training samples or Gaussian directions",
+    )
+    p.add_argument("--nonneg", action="store_true", help="non-negative codes z >= 0")
+    p.add_argument(
+        "--positive-dict",
+        action="store_true",
+        help="non-negative atoms (with --nonneg: parts, e.g. pen strokes)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--out", type=Path, required=True, help="output folder")
@@ -42,6 +54,7 @@ def register(train, top) -> None:
 
 def train_and_report(vectors, *, atoms: int, lam: float, epochs: int, batch_size: int,
                      method: str, lr: float, seed: int, device, out: Path,
+                     init: str = "data", nonneg: bool = False, positive_dict: bool = False,
                      progress: bool = True, checkpoint_every: int | None = None,
                      resume: bool = False) -> dict:  # fmt: skip
     """Fit, save the model to ``out``, write ``atoms.png`` and ``metrics.json``; return metrics.
@@ -53,11 +66,12 @@ def train_and_report(vectors, *, atoms: int, lam: float, epochs: int, batch_size
     model = SparseCoding(X.shape[1], atoms, lam, seed=seed, device=device)
     start = time.perf_counter()
     model.fit(X, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, method=method,
-              progress=progress, checkpoint_dir=out / "checkpoints",
-              checkpoint_every=checkpoint_every, resume=resume)  # fmt: skip
+              init=init, nonneg=nonneg, positive_dict=positive_dict, progress=progress,
+              checkpoint_dir=out / "checkpoints", checkpoint_every=checkpoint_every,
+              resume=resume)  # fmt: skip
     seconds = time.perf_counter() - start
     W = model.dictionary.detach().cpu().numpy()
-    Z = model.encode(X)
+    Z = model.encode(X, nonneg=nonneg)
     metrics = {
         "n_samples": int(X.shape[0]),
         "n_features": int(X.shape[1]),
@@ -66,14 +80,17 @@ def train_and_report(vectors, *, atoms: int, lam: float, epochs: int, batch_size
         "epochs": epochs,
         "batch_size": batch_size,
         "method": method,
+        "init": init,
+        "nonneg": nonneg,
+        "positive_dict": positive_dict,
         "seed": seed,
         "train_seconds": round(seconds, 3),
         "epoch_mean_energy": model.history_,
         "final_mean_energy": float(model.energy(X, Z).mean()),
         "mean_nonzeros_per_code": float((Z != 0).sum(1).mean()),
         "reconstruction_mse": float(((X - Z @ W.T) ** 2).mean()),
-        "duality_gap_mean": float(duality_gap(X, W, Z, lam).mean()),
-        "duality_gap_max": float(duality_gap(X, W, Z, lam).max()),
+        "duality_gap_mean": float(duality_gap(X, W, Z, lam, nonneg=nonneg).mean()),
+        "duality_gap_max": float(duality_gap(X, W, Z, lam, nonneg=nonneg).max()),
         "dead_atoms_reinitialised": model.n_reinit_,
         "atom_usage": _usage_summary(atom_usage(Z)),
     }
@@ -106,6 +123,7 @@ def run(args) -> None:
     metrics = train_and_report(
         vectors, atoms=args.atoms, lam=args.lam, epochs=args.epochs, batch_size=args.batch_size,
         method=args.method, lr=args.lr, seed=args.seed, device=args.device, out=args.out,
+        init=args.init, nonneg=args.nonneg, positive_dict=args.positive_dict,
         checkpoint_every=args.checkpoint_every, resume=args.resume,
     )  # fmt: skip
     print(f"wrote {args.out}: mean energy {metrics['final_mean_energy']:.4f}, "

@@ -196,12 +196,12 @@ class ConvSparseCoding(nn.Module):
         """Optimal maps (n, m, H+s-1, W+s-1) of images (n, c, H, W) by batched FISTA.
 
         Stops at ``max_iter`` or when every image's relative change is <= ``tol``;
-        ``z0`` warm-starts; ``method`` ("auto", "fft", "direct") picks the convolution.
+        ``z0`` warm-starts; ``method`` ("auto", "fft", "direct", "mixed") picks the convolution.
         """
         y = self._images(images)
         max_iter = check_int(max_iter, "max_iter")
         tol = check_positive_float(tol, "tol")
-        check_choice(method, "method", ("auto", "fft", "direct"))
+        check_choice(method, "method", ("auto", "fft", "direct", "mixed"))
         z_init = None if z0 is None else self._maps(z0, y, "z0")
         with torch.no_grad():
             res = solve_conv_lasso(

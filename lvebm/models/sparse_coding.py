@@ -230,6 +230,7 @@ class SparseCoding(nn.Module):
         init: str = "data",
         reinit_dead: bool = True,
         nonneg: bool = False,
+        positive_dict: bool = False,
         progress: bool = True,
         callback: Callable[[TrainState], None] | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
@@ -243,10 +244,13 @@ class SparseCoding(nn.Module):
         block-coordinate update, the default, SPAMS's method; "sgd": a gradient step
         of size ``lr``, the lecture's method) and renormalises its columns to unit
         norm. ``init="data"`` starts from random unit-normed training samples,
-        ``"current"`` continues from the present dictionary. With ``reinit_dead``, atoms
-        unused for ``DEAD_CHECK_EVERY`` steps are replaced by badly reconstructed
-        samples. ``nonneg=True`` constrains the codes to ``z >= 0`` (non-negative sparse
-        coding, which favours parts such as pen strokes over whole-digit prototypes).
+        ``"random"`` from Gaussian directions (seeded), ``"current"`` continues from the
+        present dictionary. With ``reinit_dead``, atoms unused for ``DEAD_CHECK_EVERY``
+        steps are replaced by badly reconstructed samples. ``nonneg=True`` constrains the
+        codes to ``z >= 0``; ``positive_dict=True`` also keeps the atoms ``>= 0`` (the
+        initial ones included). Both together are non-negative sparse coding, an NMF
+        with an L1 penalty: the parts-based model that learns pen strokes on MNIST,
+        where signed sparse coding learns whole-digit prototypes (docs/sparse_coding.md).
         ``history_`` holds each epoch's mean energy.
 
         ``checkpoint_dir``, ``checkpoint_every`` and ``resume`` are passed to
@@ -260,18 +264,15 @@ class SparseCoding(nn.Module):
         check_checkpoint_args(checkpoint_dir, checkpoint_every, resume)
         seed, reinit_dead = check_seed(seed), check_bool(reinit_dead, "reinit_dead")
         nonneg = check_bool(nonneg, "nonneg")
+        positive_dict = check_bool(positive_dict, "positive_dict")
         check_callable(callback, "callback")
         check_choice(method, "method", ("online", "sgd"))
-        check_choice(init, "init", ("data", "current"))
+        check_choice(init, "init", ("data", "random", "current"))
         n, k = Y.shape[0], self.config.n_atoms
         gen = make_generator(None if seed is None else seed + 1)
-        if init == "data":
-            pick = torch.randperm(n, generator=gen)[:k].to(Y.device)
-            W0 = Y[pick].T.clone()
-            if n < k:  # fewer samples than atoms: pad with random directions
-                extra = torch.randn(Y.shape[1], k - n, generator=gen, dtype=Y.dtype)
-                W0 = torch.cat([W0, extra.to(Y.device)], dim=1)
-            self.dictionary.data = normalize_columns(W0 + 1e-6 * W0.abs().max())
+        self.dictionary.data = _initial_dictionary(
+            Y, self.dictionary.data, init, positive=positive_dict, generator=gen
+        )
         fs = _FitState(
             stats=OnlineStats.zeros(self.dictionary.data),
             codes=Y.new_zeros(n, k) if n * k <= WARM_START_MAX else None,
@@ -291,11 +292,13 @@ class SparseCoding(nn.Module):
                 fs.codes[idx] = z
             fs.usage.add_((z != 0).sum(0))
             if method == "online":
-                W = online_update(W, yb, z, fs.stats, rho=ONLINE_RHO)
+                W = online_update(W, yb, z, fs.stats, rho=ONLINE_RHO, positive=positive_dict)
             else:
-                W = sgd_update(W, yb, z, lr=lr)
+                W = sgd_update(W, yb, z, lr=lr, positive=positive_dict)
             if reinit_dead and fs.n_steps % DEAD_CHECK_EVERY == DEAD_CHECK_EVERY - 1:
-                W, n_new = reinit_dead_atoms(W, yb, z, fs.usage, generator=fs.gen, stats=fs.stats)
+                W, n_new = reinit_dead_atoms(
+                    W, yb, z, fs.usage, generator=fs.gen, stats=fs.stats, positive=positive_dict
+                )
                 fs.n_reinit += n_new
                 fs.usage.zero_()
             fs.n_steps += 1
@@ -312,3 +315,33 @@ class SparseCoding(nn.Module):
         finally:
             self.n_reinit_ = fs.n_reinit
         return self
+
+
+def _initial_dictionary(
+    Y: torch.Tensor, W: torch.Tensor, init: str, *, positive: bool, generator: torch.Generator
+) -> torch.Tensor:
+    """The starting dictionary (d, k) of a fit on ``Y`` (n, d); see ``SparseCoding.fit``.
+
+    ``positive`` takes absolute values (Gaussian directions and signed samples become
+    non-negative); a column left all-zero is replaced by a random non-negative one.
+    """
+    (n, d), k = Y.shape, W.shape[1]
+    if init == "data":
+        W0 = Y[torch.randperm(n, generator=generator)[:k].to(Y.device)].T.clone()
+        if n < k:  # fewer samples than atoms: pad with random directions
+            extra = torch.randn(d, k - n, generator=generator, dtype=Y.dtype)
+            W0 = torch.cat([W0, extra.to(Y.device)], dim=1)
+        W0 = W0 + 1e-6 * W0.abs().max()
+    elif init == "random":
+        W0 = torch.randn(d, k, generator=generator, dtype=Y.dtype).to(Y.device)
+    elif not positive:
+        return W  # "current": continue unchanged
+    else:
+        W0 = W.clone()
+    if positive:
+        W0 = W0.abs()
+        empty = W0.sum(0) == 0
+        if bool(empty.any()):
+            fill = torch.rand(d, int(empty.sum()), generator=generator, dtype=Y.dtype)
+            W0[:, empty] = fill.to(Y.device)
+    return normalize_columns(W0)
