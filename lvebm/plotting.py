@@ -16,7 +16,9 @@ __all__ = ["tile_grid", "save_atom_grid", "save_energy_landscapes", "save_latent
 def tile_grid(atoms: np.ndarray, *, pad: int = 1) -> np.ndarray:
     """Tile atoms (k, h, w) or (k, 3, h, w) into one image, each scaled to [-1, 1] symmetrically.
 
-    Returns (H, W) for grey, (H, W, 3) for colour, in [0, 1] with 0.5 meaning zero.
+    Returns (H, W) for grey, (H, W, 3) for colour, in [0, 1] with 0.5 meaning zero; when
+    every atom is non-negative (a ``positive_dict`` dictionary), each is scaled to
+    [0, 1] instead, so zero is black and faint strokes keep their contrast.
     """
     atoms = np.asarray(atoms, dtype=np.float64)
     if atoms.ndim not in (3, 4) or atoms.shape[0] == 0 or (atoms.ndim == 4 and atoms.shape[1] != 3):
@@ -31,10 +33,11 @@ def tile_grid(atoms: np.ndarray, *, pad: int = 1) -> np.ndarray:
     cols = math.ceil(math.sqrt(k))
     rows = math.ceil(k / cols)
     shape = (rows * (h + pad) + pad, cols * (w + pad) + pad) + ((3,) if color else ())
-    grid = np.full(shape, 0.5)
+    positive = bool((atoms >= 0).all())
+    grid = np.full(shape, 0.0 if positive else 0.5)
     for i, atom in enumerate(atoms):
         scale = max(np.abs(atom).max(), 1e-12)
-        tile = 0.5 + 0.5 * atom / scale
+        tile = atom / scale if positive else 0.5 + 0.5 * atom / scale
         if color:
             tile = tile.transpose(1, 2, 0)
         r, c = divmod(i, cols)

@@ -210,3 +210,17 @@ def test_nonneg_duality_gap_vanishes_at_the_nonneg_optimum(rng):
     assert lvebm.duality_gap(Y, W, 0.5 * Z, 0.3, nonneg=True).min() > 1e-6
     with pytest.raises(lvebm.LvebmValueError, match="negative entries"):
         lvebm.duality_gap(Y, W, -Z - 1, 0.3, nonneg=True)
+
+
+def test_atom_extent_counts_effective_pixels_and_positive_grids_put_zero_at_black():
+    from lvebm.diagnostics import atom_extent
+    from lvebm.plotting import tile_grid
+
+    W = np.zeros((16, 3))
+    W[:, 0] = 0.25  # flat: 16 pixels
+    W[5, 1] = -1.0  # one pixel
+    W[[2, 3], 2] = [0.6, 0.8]
+    np.testing.assert_allclose(atom_extent(W), [16.0, 1.0, 1.0 / (0.6**4 + 0.8**4)])
+    grid = tile_grid(np.abs(W).T.reshape(3, 4, 4), pad=1)
+    assert grid.min() == 0.0 and grid.max() == 1.0  # non-negative atoms: zero is black
+    assert tile_grid(W.T.reshape(3, 4, 4))[0, 0] == 0.5  # signed atoms: zero is mid-grey

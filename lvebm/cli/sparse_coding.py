@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..diagnostics import atom_usage, gabor_likeness
+from ..diagnostics import atom_extent, atom_usage, gabor_likeness
 from ..io import save
 from ..lasso import duality_gap
 from ..models import SparseCoding
@@ -97,6 +97,7 @@ def train_and_report(vectors, *, atoms: int, lam: float, epochs: int, batch_size
     shape = vectors.image_shape
     if len(shape) == 2:
         atoms_img = W.T.reshape((atoms,) + shape)
+        metrics["atom_extent_pixels_median"] = float(np.median(atom_extent(W)))
         save_atom_grid(atoms_img, out / "atoms.png", title=f"{atoms} atoms, lambda={lam}")
         if shape[0] == shape[1] and shape[0] <= 16:
             frac, r2 = gabor_likeness(W, shape)
