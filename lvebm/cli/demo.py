@@ -19,11 +19,12 @@ def register(train, top) -> None:
 def run(args) -> None:
     results = {}
     digits = "mnist" if default_mnist_path() is not None else "digits"
-    print(f"[1/2] sparse coding of {digits} digits: 256 atoms, lambda=0.1, 5 epochs")
+    print(f"[1/2] non-negative sparse coding of {digits} digits (pen strokes): "
+          "256 atoms, lambda=0.1, 10 epochs")  # fmt: skip
     results["digits"] = train_and_report(
-        load_vectors(digits), atoms=256 if digits == "mnist" else 64, lam=0.1, epochs=5,
+        load_vectors(digits), atoms=256 if digits == "mnist" else 64, lam=0.1, epochs=10,
         batch_size=256, method="online", lr=1.0, seed=args.seed, device=None,
-        out=args.out / "sparse-coding-digits",
+        init="random", nonneg=True, positive_dict=True, out=args.out / "sparse-coding-digits",
     )  # fmt: skip
     print("[2/2] sparse coding of ZCA-whitened 12x12 natural-image patches: 64 atoms, lambda=1.5")
     results["patches"] = train_and_report(
