@@ -35,13 +35,16 @@ from .._checks import (
 from ..dictionary import OnlineStats, online_update, reinit_dead_atoms, sgd_update
 from ..io import register_model
 from ..lasso import lasso_objective, solve_lasso, sparse_encode
-from ..ops import gram_lipschitz, normalize_columns
+from ..ops import normalize_columns
 from ..training import TrainState, check_checkpoint_args, check_fit_args, run_epochs
 
 __all__ = ["SparseCoding", "SparseCodingConfig"]
 
 #: Forgetting exponent of the online statistics; > 1 discounts early batches faster.
 ONLINE_RHO = 4.0
+#: The batch encoder of ``fit`` and its tolerance (objective change over 5 iterations):
+#: warm-started variable-metric FISTA, measured in docs/benchmarks.md.
+FIT_SOLVER, FIT_TOL = "vmfista", 1e-4
 #: Steps between dead-atom checks during fit.
 DEAD_CHECK_EVERY = 10
 #: Codes are kept between epochs for warm starts while n * k stays below this.
@@ -285,8 +288,8 @@ class SparseCoding(nn.Module):
             W = self.dictionary.data
             yb = Y[idx]
             z0 = fs.codes[idx] if fs.codes is not None else None
-            res = solve_lasso(yb, W, self.lam, max_iter=300, tol=1e-4, z0=z0, nonneg=nonneg,
-                              L=gram_lipschitz(W.T @ W))  # fmt: skip
+            res = solve_lasso(yb, W, self.lam, method=FIT_SOLVER, max_iter=300, tol=FIT_TOL,
+                              z0=z0, nonneg=nonneg)  # fmt: skip
             z = res.z
             if fs.codes is not None:
                 fs.codes[idx] = z
