@@ -13,12 +13,15 @@ arguments; the public entry points (``sparse_encode``, the models) do.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import NamedTuple, Protocol
 
 import torch
 
+from .compiled import maybe_compiled
 from .operators import LinearOperator
-from .regularizers import Regularizer
+from .ops import _nonneg_shrink, _shrink
+from .regularizers import L1, NonNegL1, Regularizer
 
 __all__ = [
     "SolveResult",
@@ -97,6 +100,46 @@ def _row_norms(x: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(x.reshape(x.shape[0], -1), dim=1)
 
 
+def _update_step(reg: Regularizer, numel: int) -> tuple[Callable, bool]:
+    """The elementwise part of a FISTA iteration for ``reg`` and whether it is compiled:
+    fused by ``torch.compile`` for large iterates with an L1 penalty
+    (:mod:`lvebm.compiled`), eager otherwise."""
+    fn = {L1: _l1_update, NonNegL1: _nonneg_l1_update}.get(type(reg))
+    if fn is None:
+        return partial(_fista_update, reg.prox), False
+    update = maybe_compiled(fn, numel)
+    return update, update is not fn
+
+
+def _l1_update(x, g, z, t, step, thresh, accelerate: bool, restart: bool):
+    return _fista_update(_shrink, x, g, z, t, step, thresh, accelerate, restart)
+
+
+def _nonneg_l1_update(x, g, z, t, step, thresh, accelerate: bool, restart: bool):
+    return _fista_update(_nonneg_shrink, x, g, z, t, step, thresh, accelerate, restart)
+
+
+def _fista_update(prox, x, g, z, t, step, thresh, accelerate: bool, restart: bool):
+    """One (F)ISTA update from the extrapolated point ``x`` (n, ...) and ``g = grad f(x)``.
+
+    Returns ``(z_new, x_new, t_new, ||z_new - z||, ||z_new||)`` (norms per sample, (n,)).
+    With ``restart``, a sample's momentum is reset when ``(x - z_new).(z_new - z) > 0``.
+    """
+    z_new = prox(x - step * g, thresh)
+    diff = z_new - z
+    if accelerate:
+        t_new = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * t * t))
+        beta = (t - 1.0) / t_new
+        if restart:
+            uphill = _row_dots(x - z_new, diff) > 0
+            beta = torch.where(uphill, torch.zeros_like(beta), beta)
+            t_new = torch.where(uphill, torch.ones_like(t_new), t_new)
+        x_new = z_new + _per_row(beta, diff) * diff
+    else:
+        t_new, x_new = t, z_new
+    return z_new, x_new, t_new, _row_norms(diff), _row_norms(z_new)
+
+
 def _row_dots(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-sample inner products of two (n, ...) tensors, (n,)."""
     return torch.linalg.vecdot(a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1))
@@ -142,25 +185,15 @@ def fista(
     t = torch.ones(z.shape[0], dtype=z.dtype, device=z.device)
     converged = False
     n_iter = 0
+    update, compiled = _update_step(reg, z.numel())
+    step_t, thresh_t = step, step * lam
+    if compiled:  # 0-d tensors, so that the compiled update is not specialised to one step
+        step_t, thresh_t = (z.new_tensor(v) for v in (step, step * lam))
     for n_iter in range(1, max_iter + 1):  # noqa: B007 (n_iter is reported)
-        z_new = reg.prox(torch.add(x, f.grad(x), alpha=-step), step * lam)
-        diff = z_new - z
-        change = _row_norms(diff)
-        if accelerate:
-            t_new = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * t * t))
-            beta = (t - 1.0) / t_new
-            if restart:  # (x - z_new).diff > 0, as two dot products without temporaries
-                uphill = _row_dots(x, diff) > _row_dots(z_new, diff)
-                beta = torch.where(uphill, torch.zeros_like(beta), beta)
-                t_new = torch.where(uphill, torch.ones_like(t_new), t_new)
-            x = torch.addcmul(z_new, _per_row(beta, diff), diff)
-            t = t_new
-        else:
-            x = z_new
-        z = z_new
+        z, x, t, change, norm = update(x, f.grad(x), z, t, step_t, thresh_t, accelerate, restart)
         if callback is not None:
             callback(n_iter, z)
-        if bool((change <= tol * _row_norms(z)).all()):
+        if bool((change <= tol * norm).all()):
             converged = True
             break
     objective = f.value(z) + lam * reg.value(z)

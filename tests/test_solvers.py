@@ -103,3 +103,43 @@ def test_large_lambda_gives_zero_codes(rng):
     Y = rng.normal(size=(6, 10))
     lam_max = np.abs(Y @ W).max()
     assert np.all(lvebm.sparse_encode(Y, W, lam_max * 1.01) == 0)
+
+
+@pytest.mark.parametrize("nonneg", [False, True])
+def test_compiled_fista_update_matches_the_eager_one(rng, monkeypatch, nonneg):
+    """Large iterates take a torch.compile'd update; it must give the eager codes."""
+    import lvebm.compiled
+
+    W = random_dictionary(rng, 30, 60).astype(np.float32)
+    Y = rng.normal(size=(40, 30)).astype(np.float32)
+    kw = dict(method="fista", tol=1e-7, max_iter=3000, nonneg=nonneg)
+    monkeypatch.setenv("LVEBM_COMPILE", "0")
+    eager = lvebm.sparse_encode(Y, W, 0.2, **kw)
+    monkeypatch.setenv("LVEBM_COMPILE", "1")
+    monkeypatch.setattr(lvebm.compiled, "COMPILE_MIN_NUMEL", 0)
+    fused = lvebm.sparse_encode(Y, W, 0.2, **kw)
+    assert lvebm.compiled._CACHE, "the compiled path was not taken"
+    np.testing.assert_allclose(fused, eager, atol=1e-4)
+    obj_f, obj_e = lasso_objective(Y, W, fused, 0.2), lasso_objective(Y, W, eager, 0.2)
+    np.testing.assert_allclose(obj_f, obj_e, rtol=1e-5)
+
+
+def test_a_failing_compiler_falls_back_to_eager_with_a_warning(rng, monkeypatch):
+    import lvebm.compiled
+
+    def broken(fn, **kw):
+        def run(*args, **kwargs):
+            raise RuntimeError("no C compiler")
+
+        return run
+
+    monkeypatch.setattr(lvebm.compiled, "COMPILE_MIN_NUMEL", 0)
+    monkeypatch.setattr(lvebm.compiled, "_CACHE", {})
+    monkeypatch.setattr(lvebm.compiled, "_BROKEN", set())
+    monkeypatch.setattr(torch, "compile", broken)
+    W = random_dictionary(rng, 10, 20)
+    Y = rng.normal(size=(5, 10))
+    with pytest.warns(RuntimeWarning, match="torch.compile of _l1_update failed"):
+        Z = lvebm.sparse_encode(Y, W, 0.1, method="fista", tol=1e-10, max_iter=5000)
+    ref = lvebm.sparse_encode(Y, W, 0.1, method="fista", tol=1e-10, max_iter=5000)
+    np.testing.assert_allclose(Z, ref, atol=1e-12)
