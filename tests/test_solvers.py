@@ -143,3 +143,15 @@ def test_a_failing_compiler_falls_back_to_eager_with_a_warning(rng, monkeypatch)
         Z = lvebm.sparse_encode(Y, W, 0.1, method="fista", tol=1e-10, max_iter=5000)
     ref = lvebm.sparse_encode(Y, W, 0.1, method="fista", tol=1e-10, max_iter=5000)
     np.testing.assert_allclose(Z, ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["vmfista", "fista"])
+@pytest.mark.parametrize("lam", [0.05, 0.3])
+def test_float64_defaults_agree_with_sklearn_lasso_to_1e6(method, lam):
+    """No tol, no max_iter: float64 input gets the float64 defaults, exact to 1e-6."""
+    rng = np.random.default_rng(4)  # seed 4, 64 x 128, lam 0.05: needs > 1,000 iterations
+    W = random_dictionary(rng, 64, 128)
+    Y = rng.normal(size=(20, 64))
+    Z = lvebm.sparse_encode(Y, W, lam, method=method)
+    ref = lasso_objective(Y, W, sklearn_lasso(Y, W, lam), lam)
+    assert np.all((lasso_objective(Y, W, Z, lam) - ref) / ref <= 1e-6)
