@@ -122,7 +122,8 @@ def main() -> None:
         "ratio_sporco_over_ours": round(sec_s / t_o, 2),
     }  # fmt: skip
     print(f"{'solver':<22}{'iters':>7}{'seconds':>10}{'s/iter':>9}{'F*':>14}")
-    for name, key in (("SPORCO ConvBPDN (ADMM)", "sporco"), ("lvebm FISTA (FFT)", "ours")):
+    ours = f"lvebm FISTA ({result['method']})"
+    for name, key in (("SPORCO ConvBPDN (ADMM)", "sporco"), (ours, "ours")):
         print(f"{name:<22}{result[key + '_iters']:>7}{result[key + '_seconds']:>10.3f}"
               f"{result[key + '_sec_per_iter']:>9.4f}{result[key + '_fstar']:>14.4f}")  # fmt: skip
     print(f"lvebm is {result['ratio_sporco_over_ours']}x faster than SPORCO to {args.rel:g} "

@@ -39,10 +39,14 @@ def map_shape(image_shape: tuple[int, int], kernel_size: int) -> tuple[int, int]
 
 
 def conv_operator(K: torch.Tensor, image_shape: tuple[int, int], method: str = "auto") -> Conv2d:
-    """The synthesis operator of ``K`` on images of ``image_shape``; ``"auto"`` picks the form."""
+    """The synthesis operator of ``K`` on images of ``image_shape``; ``"auto"`` picks the form:
+    "direct" for small images or kernels, else "mixed" (FFT synthesis, ``conv2d``
+    adjoint) for float32 on CPU and "fft" otherwise (float64 ``conv2d`` is slow on CPU;
+    docs/conv.md has the timings)."""
     if method == "auto":
         big = image_shape[0] * image_shape[1] >= FFT_MIN_PIXELS and K.shape[-1] >= 4
-        method = "fft" if big else "direct"
+        cpu32 = K.device.type == "cpu" and K.dtype == torch.float32
+        method = ("mixed" if cpu32 else "fft") if big else "direct"
     return Conv2d(K, image_shape, method=method)
 
 
