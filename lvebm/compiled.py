@@ -4,10 +4,11 @@ An iteration of FISTA is one or two operator products plus about ten elementwise
 passes over the iterate (gradient step, shrinkage, momentum, restart test, norms).
 On large iterates (a 512x512 image with 32 maps: 8.6M entries) those passes are
 memory-bound and cost more than the products; ``torch.compile`` fuses them into two
-kernels (7x faster on that problem, docs/conv.md). Compiling costs seconds, so it is
-used only for iterates of at least :data:`COMPILE_MIN_NUMEL` entries, and never when
-``LVEBM_COMPILE=0`` is set or when compilation fails (then the eager function runs,
-with one warning).
+kernels (7x faster on that problem, docs/conv.md). Compiling costs seconds (about 15 s
+the first time in a process), so it is used only for iterates of at least
+:data:`COMPILE_MIN_NUMEL` entries, for any size with ``LVEBM_COMPILE=always`` (worth it
+when one process encodes many batches), never with ``LVEBM_COMPILE=0`` or when
+compilation fails (then the eager function runs, with one warning).
 """
 
 from __future__ import annotations
@@ -27,17 +28,20 @@ _CACHE: dict[Callable, Callable] = {}
 _BROKEN: set[Callable] = set()
 
 
-def maybe_compiled(fn: Callable, numel: int) -> Callable:
+def maybe_compiled(fn: Callable, numel: int, *, dynamic: bool = False) -> Callable:
     """``fn`` compiled once per process when ``numel`` is large enough, else ``fn``.
 
-    The compiled function falls back to ``fn`` for good if compilation raises.
+    ``dynamic=True`` compiles for varying sizes (a working set that shrinks as rows
+    stop) instead of recompiling per shape. The compiled function falls back to ``fn``
+    for good if compilation raises.
     """
-    if numel < COMPILE_MIN_NUMEL or os.environ.get("LVEBM_COMPILE", "1") == "0":
+    mode = os.environ.get("LVEBM_COMPILE", "1")
+    if mode == "0" or (numel < COMPILE_MIN_NUMEL and mode != "always"):
         return fn
     if fn in _BROKEN:
         return fn
     if fn not in _CACHE:
-        _CACHE[fn] = _with_fallback(fn, torch.compile(fn, dynamic=False))
+        _CACHE[fn] = _with_fallback(fn, torch.compile(fn, dynamic=dynamic))
     return _CACHE[fn]
 
 

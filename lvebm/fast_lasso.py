@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 import torch
 
+from .compiled import maybe_compiled
 from .solvers import SolveResult
 
 __all__ = ["RankOneMetric", "rank_one_metric", "gram_duality_gap", "vmfista_lasso"]
@@ -66,39 +67,6 @@ def rank_one_metric(G: torch.Tensor) -> RankOneMetric:
     a = max(l2, 1e-3 * l1) * (1.0 + 1e-6)
     c = max(l1 * (1.0 + 1e-6) - a, 0.0)
     return RankOneMetric(evecs[:, -1].to(G.dtype), a, c, l1)
-
-
-def _metric_prox(
-    w0: torch.Tensor,
-    omega: torch.Tensor,
-    alpha: torch.Tensor,
-    metric: RankOneMetric,
-    lam: float,
-    nonneg: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``argmin_z 0.5*||z - w||_M^2 + lam*||z||_1`` (``z >= 0`` if ``nonneg``) per row,
-    for ``w = w0 + omega u`` (w0 (m, k), omega (m,)).
-
-    The minimiser is ``z(alpha) = shrink(w - alpha u / a, lam / a)`` where the scalar
-    ``alpha`` solves ``phi(alpha) = alpha - c u.(z(alpha) - w) = 0``; ``phi`` is increasing
-    and piecewise linear, so one Newton step from last iteration's root is exact once
-    the sign pattern settles (and close before). Returns ``(z, alpha)``, alpha (m,).
-    """
-    u, a, c = metric.u, metric.a, metric.c
-    theta = lam / a
-    wu = w0 @ u + omega  # w.u, (m,)
-    z = _shrink(torch.addr(w0, omega - alpha / a, u), theta, nonneg)  # (m, k)
-    phi = alpha - c * (z @ u - wu)
-    dphi = 1.0 + (c / a) * ((z != 0).to(w0.dtype) @ (u * u))
-    alpha = alpha - phi / dphi
-    return _shrink(torch.addr(w0, omega - alpha / a, u), theta, nonneg), alpha
-
-
-def _shrink(v: torch.Tensor, theta: float, nonneg: bool) -> torch.Tensor:
-    """Soft thresholding in two passes, overwriting ``v`` (a temporary)."""
-    if nonneg:
-        return v.sub_(theta).clamp_(min=0)
-    return v.sub_(torch.clamp(v, -theta, theta))
 
 
 def gram_duality_gap(
@@ -156,9 +124,10 @@ def vmfista_lasso(
     z_out = torch.zeros_like(b) if z0 is None else z0.clone()  # (n, k)
     obj_out = torch.zeros(n, dtype=b.dtype, device=b.device)
     s = _State.start(z_out, G, b, yy, metric)
+    consts = _update_consts(metric, lam)
     n_iter, converged = 0, False
     for n_iter in range(1, max_iter + 1):  # noqa: B007 (n_iter is reported)
-        _step(s, G, metric, lam, nonneg)
+        _step(s, G, metric, consts, nonneg)
         if n_iter % CHECK_EVERY and n_iter < max_iter:
             continue
         done, primal = _stopped(s, lam, tol, nonneg)
@@ -173,6 +142,12 @@ def vmfista_lasso(
                 break
             s = s.select(keep)
     return SolveResult(z_out, n_iter, converged, obj_out)
+
+
+def _update_consts(metric: RankOneMetric, lam: float) -> tuple[torch.Tensor, ...]:
+    """``(u, u*u, a, c, l1, lam)`` for :func:`_vm_update` (scalars as 0-d tensors)."""
+    u = metric.u
+    return (u, u * u, *(u.new_tensor(v) for v in (metric.a, metric.c, metric.l1, lam)))
 
 
 def _stopped(s: _State, lam: float, tol: float, nonneg: bool):
@@ -224,23 +199,62 @@ class _State:
         return _State(**{name: getattr(self, name)[keep] for name in self.FIELDS})
 
 
-def _step(s: _State, G: torch.Tensor, metric: RankOneMetric, lam: float, nonneg: bool) -> None:
+def _step(s: _State, G: torch.Tensor, metric: RankOneMetric, consts: tuple, nonneg: bool) -> None:
     """One variable-metric FISTA iteration on the working set, updating ``s`` in place.
 
-    ``x = z + beta (z - z_prev)``; ``x G`` and ``x.u`` follow by the same combination, so
-    the only matmul is ``z_new G``. The forward step is
-    ``w = x - M^{-1}(x G - b) = w0 + omega u`` by Sherman-Morrison.
+    The elementwise part (:func:`_vm_update`) is fused by ``torch.compile`` for large
+    working sets (:mod:`lvebm.compiled`); the one matmul is ``z_new G``.
     """
-    a, c = metric.a, metric.c
-    t_new = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * s.t * s.t))
-    beta = (s.t - 1.0) / t_new  # (m,)
-    x = torch.addcmul(s.z, beta[:, None], s.z - s.z_prev)  # (m, k)
-    xG = torch.addcmul(s.zG, beta[:, None], s.zG - s.zG_prev)
-    xu = s.zu + beta * (s.zu - s.zu_prev)
-    w0 = torch.add(x, xG.sub_(s.b), alpha=-1.0 / a)
-    omega = (c / (a * (a + c))) * (metric.l1 * xu - s.bu)  # (m,)
-    z_new, s.alpha = _metric_prox(w0, omega, s.alpha, metric, lam, nonneg)
-    uphill = ((x.sub_(z_new)) * (z_new - s.z)).sum(1) > 0  # gradient restart test
-    s.t = torch.where(uphill, torch.ones_like(t_new), t_new)
+    update = maybe_compiled(_vm_update, s.z.numel(), dynamic=True)
+    z_new, s.alpha, s.t = update(
+        s.z, s.z_prev, s.zG, s.zG_prev, s.zu, s.zu_prev, s.t, s.alpha, s.b, s.bu, *consts, nonneg
+    )
     s.z_prev, s.zG_prev, s.zu_prev = s.z, s.zG, s.zu
     s.z, s.zG, s.zu = z_new, z_new @ G, z_new @ metric.u
+
+
+def _vm_update(z, z_prev, zG, zG_prev, zu, zu_prev, t, alpha, b, bu, u, uu, a, c, l1, lam,
+               nonneg: bool):  # fmt: skip
+    """The elementwise part of a vmfista iteration; returns ``(z_new, alpha, t)``.
+
+    ``x = z + beta (z - z_prev)``; ``x G`` and ``x.u`` follow by the same combination.
+    The forward step is ``w = x - M^{-1}(x G - b) = w0 + omega u`` (Sherman-Morrison),
+    then :func:`_metric_prox`. ``u`` (k,), ``uu = u * u``; ``a, c, l1, lam`` are 0-d
+    tensors so a compiled update serves every dictionary.
+    """
+    t_new = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * t * t))
+    beta = (t - 1.0) / t_new  # (m,)
+    x = torch.addcmul(z, beta[:, None], z - z_prev)  # (m, k)
+    xG = torch.addcmul(zG, beta[:, None], zG - zG_prev)
+    xu = zu + beta * (zu - zu_prev)
+    w0 = x - xG.sub_(b).div_(a)  # (temporaries are updated in place: cheaper when eager)
+    omega = (c / (a * (a + c))) * (l1 * xu - bu)  # (m,)
+    z_new, alpha = _metric_prox(w0, omega, alpha, u, uu, a, c, lam, nonneg)
+    uphill = (x.sub_(z_new) * (z_new - z)).sum(1) > 0  # gradient restart test
+    return z_new, alpha, torch.where(uphill, torch.ones_like(t_new), t_new)
+
+
+def _metric_prox(w0, omega, alpha, u, uu, a, c, lam, nonneg: bool):
+    """``argmin_z 0.5*||z - w||_M^2 + lam*||z||_1`` (``z >= 0`` if ``nonneg``) per row,
+    for ``w = w0 + omega u`` (w0 (m, k), omega (m,)) and ``M = a I + c u u^T``.
+
+    The minimiser is ``z(alpha) = shrink(w - alpha u / a, lam / a)`` where the scalar
+    ``alpha`` solves ``phi(alpha) = alpha - c u.(z(alpha) - w) = 0``; ``phi`` is increasing
+    and piecewise linear, so one Newton step from last iteration's root is exact once
+    the sign pattern settles (Becker & Fadili 2012). Returns ``(z, alpha)``, alpha (m,).
+    """
+    theta = lam / a
+    wu = w0 @ u + omega  # w.u, (m,)
+    z = _soft(torch.addr(w0, omega - alpha / a, u), theta, nonneg)
+    phi = alpha - c * (z @ u - wu)
+    dphi = 1.0 + (c / a) * ((z != 0).to(w0.dtype) @ uu)
+    alpha = alpha - phi / dphi
+    return _soft(torch.addr(w0, omega - alpha / a, u), theta, nonneg), alpha
+
+
+def _soft(v: torch.Tensor, theta: torch.Tensor, nonneg: bool) -> torch.Tensor:
+    """Soft thresholding (one-sided with ``nonneg``) by a 0-d tensor ``theta``,
+    overwriting ``v`` (a temporary)."""
+    if nonneg:
+        return v.sub_(theta).clamp_(min=0)
+    return v.sub_(torch.clamp(v, -theta, theta))

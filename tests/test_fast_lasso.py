@@ -47,7 +47,7 @@ def test_metric_prox_fixed_point_satisfies_prox_optimality(rng, nonneg):
     omega = torch.tensor(rng.normal(size=n))
     alpha = torch.zeros(n, dtype=torch.float64)
     for _ in range(50):  # Newton on a piecewise-linear increasing scalar equation
-        z, alpha = _metric_prox(w0, omega, alpha, m, lam, nonneg)
+        z, alpha = _metric_prox(w0, omega, alpha, m.u, m.u * m.u, m.a, m.c, lam, nonneg)
     w = w0 + omega[:, None] * m.u
     M = m.a * torch.eye(40, dtype=w.dtype) + m.c * torch.outer(m.u, m.u)
     g = (w - z) @ M  # must lie in lam * subdifferential of ||.||_1 (+ normal cone of z >= 0)
@@ -161,3 +161,21 @@ def test_sparse_encode_rejects_bad_solver_options(rng, kwargs, match):
     W = random_dictionary(rng, 5, 6)
     with pytest.raises(ValueError, match=match):
         lvebm.sparse_encode(rng.normal(size=(2, 5)), W, 0.1, **kwargs)
+
+
+@pytest.mark.parametrize("nonneg", [False, True])
+def test_compiled_vmfista_update_matches_the_eager_one(monkeypatch, nonneg):
+    """LVEBM_COMPILE=always fuses vmfista's update; objectives must match eager ones."""
+    import lvebm.compiled
+
+    rng = np.random.default_rng(0)
+    W = np.abs(random_dictionary(rng, 30, 60)).astype(np.float32)  # a dominant eigenvalue
+    Y = np.abs(rng.normal(size=(40, 30))).astype(np.float32)
+    monkeypatch.setenv("LVEBM_COMPILE", "0")
+    eager = lvebm.sparse_encode(Y, W, 0.2, nonneg=nonneg, tol=1e-7)
+    monkeypatch.setenv("LVEBM_COMPILE", "always")
+    monkeypatch.setattr(lvebm.compiled, "_CACHE", {})
+    fused = lvebm.sparse_encode(Y, W, 0.2, nonneg=nonneg, tol=1e-7)
+    assert lvebm.compiled._CACHE, "the compiled path was not taken"
+    obj_f, obj_e = lasso_objective(Y, W, fused, 0.2), lasso_objective(Y, W, eager, 0.2)
+    np.testing.assert_allclose(obj_f, obj_e, rtol=1e-5)
