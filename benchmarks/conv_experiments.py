@@ -41,8 +41,9 @@ def _write(name: str, payload: dict) -> None:
 
 def sweep(args) -> None:
     crops = _crops("natural", args.n_crops, 32)
-    out = {}
-    for m in (1, 2, 4, 8, 16, 32):
+    previous = FIG / "conv_sweep.json"  # runs of other filter counts are kept
+    out = json.loads(previous.read_text())["runs"] if previous.exists() else {}
+    for m in args.filters:
         model = lvebm.ConvSparseCoding(m, 9, 1, args.lam, seed=0)
         start = time.perf_counter()
         model.fit(
@@ -50,9 +51,9 @@ def sweep(args) -> None:
         )
         K = model.kernels.numpy()[:, 0]
         save_atom_grid(K, FIG / f"conv_sweep_{m}.png", title=f"{m} kernels 9x9")
-        out[m] = {"seconds": round(time.perf_counter() - start, 1), "energy": model.history_}
+        out[str(m)] = {"seconds": round(time.perf_counter() - start, 1), "energy": model.history_}
         lvebm.save(model, f"/tmp/conv_models/sweep_{m}")
-        print(m, out[m], flush=True)
+        print(m, out[str(m)], flush=True)
     _write("conv_sweep.json", {"lam": args.lam, "crops": args.n_crops, "runs": out})
 
 
@@ -199,6 +200,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description="issue 5 experiments")
     p.add_argument("experiment", choices=["sweep", "color", "encoder", "mnist"])
     p.add_argument("--lam", type=float, default=0.5)
+    p.add_argument(
+        "--filters",
+        type=int,
+        nargs="+",
+        default=[1, 2, 4, 8, 16, 32],
+        help="filter counts of the sweep (e.g. 64)",
+    )
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--n-crops", type=int, default=64)
     p.add_argument("--steps", type=int, default=300, help="CNN training steps (mnist)")
