@@ -51,7 +51,8 @@ def sweep(args) -> None:
         )
         K = model.kernels.numpy()[:, 0]
         save_atom_grid(K, FIG / f"conv_sweep_{m}.png", title=f"{m} kernels 9x9")
-        out[str(m)] = {"seconds": round(time.perf_counter() - start, 1), "energy": model.history_}
+        out[str(m)] = {"seconds": round(time.perf_counter() - start, 1), "epochs": args.epochs,
+                       "energy": model.history_}  # fmt: skip
         lvebm.save(model, f"/tmp/conv_models/sweep_{m}")
         print(m, out[str(m)], flush=True)
     _write("conv_sweep.json", {"lam": args.lam, "crops": args.n_crops, "runs": out})
