@@ -233,3 +233,21 @@ def test_cli_trains_and_writes_kernels_maps_metrics(tmp_path, rng):
     norms = torch.linalg.vector_norm(model.kernels.flatten(1), dim=1)
     assert torch.allclose(norms, torch.ones(2), atol=1e-5)
     assert 0 < metrics["test_relative_residual"] < 1 and len(metrics["epoch_mean_energy"]) == 2
+
+
+def test_kernel_step_never_increases_the_batch_data_term(rng):
+    """Even a far too long step is halved until the fixed-maps data term does not rise."""
+    from lvebm.models.conv import _kernel_step, _synth, _unit_kernels
+
+    y = torch.tensor(rng.normal(size=(2, 1, 12, 12)))
+    K = _unit_kernels(torch.tensor(rng.normal(size=(3, 1, 4, 4))))
+    z = torch.tensor(rng.normal(size=(2, 3, 15, 15))) * (torch.rand(2, 3, 15, 15) < 0.2)
+
+    def data_term(K):
+        return float((_synth(K, z, (12, 12)) - y).pow(2).sum())
+
+    for step in (1e-3, 1.0, 1e3):
+        K_new = _kernel_step(y, K, z, step)
+        assert data_term(K_new) <= data_term(K)
+        norms = torch.linalg.vector_norm(K_new.flatten(1), dim=1)
+        torch.testing.assert_close(norms, torch.ones(3, dtype=norms.dtype))
