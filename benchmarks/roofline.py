@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 
@@ -43,6 +42,7 @@ def matmul_flops(n: int, k: int, dtype: torch.dtype, repeats: int = 15) -> float
 
 def loop_flops(n: int, k: int, dtype: torch.dtype, iters: int, method: str) -> float:
     """Matmul FLOP/s achieved inside ``iters`` iterations of a solver (median of 3 runs)."""
+    from lvebm.compiled import compile_mode
     from lvebm.lasso import solve_lasso
 
     gen = torch.Generator().manual_seed(1)
@@ -53,17 +53,17 @@ def loop_flops(n: int, k: int, dtype: torch.dtype, iters: int, method: str) -> f
     lam = 0.1 * float((y @ W).abs().amax(1).mean())  # moderately sparse codes
     compiled = method.endswith("compiled")  # LVEBM_COMPILE=always: the fused update
     method = method.removesuffix("-compiled")
-    os.environ["LVEBM_COMPILE"] = "always" if compiled else "0"
-    solve_lasso(y, W, lam, method=method, max_iter=2, tol=1e-300)  # warm-up (compiles)
-    # time only the iterations: subtract a 1-iteration run (setup: y W, W^T W, metric)
-    times = {}
-    for it in (1, iters + 1):
-        runs = []
-        for _ in range(3):
-            start = time.perf_counter()
-            solve_lasso(y, W, lam, method=method, max_iter=it, tol=1e-300)
-            runs.append(time.perf_counter() - start)
-        times[it] = statistics.median(runs)
+    with compile_mode("always" if compiled else "0"):
+        solve_lasso(y, W, lam, method=method, max_iter=2, tol=1e-300)  # warm-up (compiles)
+        # time only the iterations: subtract a 1-iteration run (setup: y W, W^T W, metric)
+        times = {}
+        for it in (1, iters + 1):
+            runs = []
+            for _ in range(3):
+                start = time.perf_counter()
+                solve_lasso(y, W, lam, method=method, max_iter=it, tol=1e-300)
+                runs.append(time.perf_counter() - start)
+            times[it] = statistics.median(runs)
     return 2 * n * k * k * iters / max(times[iters + 1] - times[1], 1e-9)
 
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 
-__all__ = ["COMPILE_MIN_NUMEL", "maybe_compiled"]
+__all__ = ["COMPILE_MIN_NUMEL", "compile_mode", "maybe_compiled"]
 
 #: Iterates smaller than this run eagerly (compiling would cost more than it saves).
 COMPILE_MIN_NUMEL = 1 << 22
@@ -43,6 +44,21 @@ def maybe_compiled(fn: Callable, numel: int, *, dynamic: bool = False) -> Callab
     if fn not in _CACHE:
         _CACHE[fn] = _with_fallback(fn, torch.compile(fn, dynamic=dynamic))
     return _CACHE[fn]
+
+
+@contextmanager
+def compile_mode(mode: str) -> Iterator[None]:
+    """Run a block with ``LVEBM_COMPILE`` set to ``mode`` ("0", "1" or "always"), then
+    restore the previous setting."""
+    previous = os.environ.get("LVEBM_COMPILE")
+    os.environ["LVEBM_COMPILE"] = mode
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["LVEBM_COMPILE"]
+        else:
+            os.environ["LVEBM_COMPILE"] = previous
 
 
 def _with_fallback(fn: Callable, compiled: Callable) -> Callable:

@@ -31,6 +31,8 @@ __all__ = ["conv_sparse_encode", "solve_conv_lasso", "conv_objective", "map_shap
 
 #: Below this many pixels per image the direct ``conv2d`` beats the FFT on CPU (measured).
 FFT_MIN_PIXELS = 32 * 32
+#: The ``method`` values of the convolutional solvers (see :func:`conv_operator`).
+CONV_METHODS = ("auto", "fft", "direct", "mixed")
 
 
 def map_shape(image_shape: tuple[int, int], kernel_size: int) -> tuple[int, int]:
@@ -155,7 +157,7 @@ def conv_sparse_encode(
     lam = check_nonneg_float(lam, "lam")
     max_iter = check_int(max_iter, "max_iter")
     tol = check_positive_float(tol, "tol")
-    check_choice(method, "method", ("auto", "fft", "direct", "mixed"))
+    check_choice(method, "method", CONV_METHODS)
     z_init = None
     if z0 is not None:
         shape = (y.shape[0], Kt.shape[0]) + map_shape(tuple(y.shape[-2:]), Kt.shape[-1])

@@ -127,7 +127,7 @@ def vmfista_lasso(
     consts = _update_consts(metric, lam)
     n_iter, converged = 0, False
     for n_iter in range(1, max_iter + 1):  # noqa: B007 (n_iter is reported)
-        _step(s, G, metric, consts, nonneg)
+        _step(s, G, consts, nonneg)
         if n_iter % CHECK_EVERY and n_iter < max_iter:
             continue
         done, primal = _stopped(s, lam, tol, nonneg)
@@ -199,8 +199,9 @@ class _State:
         return _State(**{name: getattr(self, name)[keep] for name in self.FIELDS})
 
 
-def _step(s: _State, G: torch.Tensor, metric: RankOneMetric, consts: tuple, nonneg: bool) -> None:
-    """One variable-metric FISTA iteration on the working set, updating ``s`` in place.
+def _step(s: _State, G: torch.Tensor, consts: tuple, nonneg: bool) -> None:
+    """One variable-metric FISTA iteration on the working set, updating ``s`` in place;
+    ``consts`` from :func:`_update_consts`.
 
     The elementwise part (:func:`_vm_update`) is fused by ``torch.compile`` for large
     working sets (:mod:`lvebm.compiled`); the one matmul is ``z_new G``.
@@ -210,7 +211,7 @@ def _step(s: _State, G: torch.Tensor, metric: RankOneMetric, consts: tuple, nonn
         s.z, s.z_prev, s.zG, s.zG_prev, s.zu, s.zu_prev, s.t, s.alpha, s.b, s.bu, *consts, nonneg
     )
     s.z_prev, s.zG_prev, s.zu_prev = s.z, s.zG, s.zu
-    s.z, s.zG, s.zu = z_new, z_new @ G, z_new @ metric.u
+    s.z, s.zG, s.zu = z_new, z_new @ G, z_new @ consts[0]  # consts[0] is u
 
 
 def _vm_update(z, z_prev, zG, zG_prev, zu, zu_prev, t, alpha, b, bu, u, uu, a, c, l1, lam,

@@ -30,7 +30,13 @@ from .._checks import (
     check_shape,
     fail,
 )
-from ..conv_lasso import conv_objective, conv_operator, map_shape, solve_conv_lasso
+from ..conv_lasso import (
+    CONV_METHODS,
+    conv_objective,
+    conv_operator,
+    map_shape,
+    solve_conv_lasso,
+)
 from ..io import register_model
 from ..training import TrainState, check_checkpoint_args, check_fit_args, run_epochs
 from .conv_encoder import ConvEncoder
@@ -203,7 +209,7 @@ class ConvSparseCoding(nn.Module):
         y = self._images(images)
         max_iter = check_int(max_iter, "max_iter")
         tol = check_positive_float(tol, "tol")
-        check_choice(method, "method", ("auto", "fft", "direct", "mixed"))
+        check_choice(method, "method", CONV_METHODS)
         z_init = None if z0 is None else self._maps(z0, y, "z0")
         with torch.no_grad():
             res = solve_conv_lasso(
@@ -400,11 +406,18 @@ def _synth(K: torch.Tensor, z: torch.Tensor, image_shape: tuple[int, int]) -> to
 
 def _kernel_grad(y: torch.Tensor, K: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """Gradient in ``K`` of ``0.5*||y - sum_i K_i * z_i||^2`` summed over the batch."""
+    return _kernel_value_and_grad(y, K, z)[1]
+
+
+def _kernel_value_and_grad(
+    y: torch.Tensor, K: torch.Tensor, z: torch.Tensor
+) -> tuple[float, torch.Tensor]:
+    """``0.5*||y - sum_i K_i * z_i||^2`` summed over the batch, and its gradient in ``K``."""
     with torch.enable_grad():
         Kx = K.detach().requires_grad_(True)
-        r = _synth(Kx, z, tuple(y.shape[-2:])) - y
-        (grad,) = torch.autograd.grad(0.5 * r.pow(2).sum(), Kx)
-    return grad
+        value = 0.5 * (_synth(Kx, z, tuple(y.shape[-2:])) - y).pow(2).sum()
+        (grad,) = torch.autograd.grad(value, Kx)
+    return float(value), grad
 
 
 def _kernel_step(y: torch.Tensor, K: torch.Tensor, z: torch.Tensor, step: float) -> torch.Tensor:
@@ -414,11 +427,10 @@ def _kernel_step(y: torch.Tensor, K: torch.Tensor, z: torch.Tensor, step: float)
     (a single kernel once jumped by a norm of 1.0 and the epoch energy rose by 24%).
     Returns ``K`` unchanged if no halving helps."""
     shape = tuple(y.shape[-2:])
-    grad = _kernel_grad(y, K, z)
-    before = float((_synth(K, z, shape) - y).pow(2).sum())
+    before, grad = _kernel_value_and_grad(y, K, z)
     for _ in range(KERNEL_HALVINGS):
         K_new = _unit_kernels(K - step * grad)
-        if float((_synth(K_new, z, shape) - y).pow(2).sum()) <= before:
+        if 0.5 * float((_synth(K_new, z, shape) - y).pow(2).sum()) <= before:
             return K_new
         step /= 2
     return K
