@@ -132,3 +132,65 @@ def test_download_keeps_only_files_with_the_right_checksum(tmp_path, monkeypatch
     with pytest.raises(LvebmValueError, match="MD5"):
         data._download_mnist(tmp_path)
     assert not (tmp_path / first).exists()
+
+
+def _blob(H: int = 21, W: int = 25, cy: float = 10.0, cx: float = 12.0, sy=2.0, sx=4.0):
+    r, c = np.mgrid[:H, :W]
+    return np.exp(-0.5 * (((r - cy) / sy) ** 2 + ((c - cx) / sx) ** 2)).astype(np.float32)
+
+
+def _moments(img: np.ndarray):
+    r, c = np.mgrid[: img.shape[0], : img.shape[1]]
+    m = img.sum()
+    cy, cx = (img * r).sum() / m, (img * c).sum() / m
+    return cy, cx, (img * ((r - cy) ** 2 + (c - cx) ** 2)).sum() / m
+
+
+def test_random_affine_images_identity_and_layout():
+    from lvebm.data import random_affine_images
+
+    imgs = np.stack([_blob(), _blob(cy=8, cx=9)])
+    out = random_affine_images(imgs, 3, rotation=0, shift=0, scale=0)
+    assert out.shape == (6, 21, 25) and out.dtype == np.float32
+    np.testing.assert_allclose(out, np.concatenate([imgs] * 3), atol=1e-5)
+
+
+def test_random_affine_images_translations_stay_within_the_shift():
+    from lvebm.data import random_affine_images
+
+    out = random_affine_images(_blob()[None], 40, rotation=0, shift=2.0, scale=0, seed=3)
+    moves = np.array([_moments(v)[:2] for v in out]) - np.array([10.0, 12.0])
+    assert np.abs(moves).max() <= 2.0 + 1e-2
+    assert np.abs(moves).max() > 1.0  # really moved, both ways
+    assert (moves[:, 0] > 0).any() and (moves[:, 0] < 0).any()
+
+
+def test_random_affine_images_rotation_keeps_the_spread_and_scale_changes_it():
+    from lvebm.data import random_affine_images
+
+    img = _blob(41, 41, 20.0, 20.0, 2.0, 5.0)
+    spread = _moments(img)[2]
+    rot = random_affine_images(img[None], 20, rotation=45, shift=0, scale=0, seed=1)
+    for v in rot:  # a rotation about the centre moves no mass outwards
+        cy, cx, s = _moments(v)
+        assert abs(cy - 20) < 1e-2 and abs(cx - 20) < 1e-2
+        assert abs(s - spread) / spread < 0.03
+    assert np.abs(rot - img).max() > 0.1  # and it did rotate
+    big = random_affine_images(img[None], 20, rotation=0, shift=0, scale=0.3, seed=1)
+    ratios = np.array([_moments(v)[2] for v in big]) / spread
+    assert ratios.min() < 0.9 and ratios.max() > 1.1 and ratios.max() < 1.3**2 + 0.05
+
+
+def test_random_affine_images_is_seeded_and_checks_arguments():
+    from lvebm.data import random_affine_images
+
+    imgs = _blob()[None]
+    a, b = random_affine_images(imgs, 2, seed=5), random_affine_images(imgs, 2, seed=5)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - random_affine_images(imgs, 2, seed=6)).max() > 1e-3
+    with pytest.raises(LvebmValueError, match="3-d array"):
+        random_affine_images(imgs[0], 2)
+    with pytest.raises(LvebmValueError, match="`rotation` must be a finite number"):
+        random_affine_images(imgs, 2, rotation=-1.0)
+    with pytest.raises(LvebmValueError, match="`scale` must be < 1"):
+        random_affine_images(imgs, 2, scale=1.0)
