@@ -12,6 +12,7 @@ from reference import numpy_ista
 
 import lvebm
 import lvebm.data
+from lvebm.lasso import lasso_objective
 from lvebm.models.psd import psd_energy
 from lvebm.unrolled import (
     analytic_weights,
@@ -255,3 +256,46 @@ def test_cli_trains_lista_and_psd_with_metrics(rng, tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert m["epoch_mean_energy"][-1] < m["epoch_mean_energy"][0]
     assert lvebm.load(out).kind == "psd"
+
+
+def test_deformed_training_set_appends_copies_with_their_lasso_codes(rng):
+    from lvebm.models.lista import deformed_training_set
+
+    images = np.zeros((6, 8, 8), dtype=np.float32)
+    images[:, 2:6, 3:5] = rng.uniform(0.5, 1.0, size=(6, 4, 2))
+    X = images.reshape(6, 64)
+    D = random_dictionary(rng, 64, 32).astype(np.float32)
+    Xf, Zf = deformed_training_set(X, (8, 8), D, 0.05, views=3, seed=1)
+    assert Xf.shape == (24, 64) and Zf.shape == (24, 32)
+    np.testing.assert_array_equal(Xf[:6], X)
+    assert np.abs(Xf[6:] - np.tile(X, (3, 1))).max() > 0.1  # the copies are deformed
+    X64, D64 = torch.tensor(Xf).double(), torch.tensor(D).double()
+    best = lasso_objective(X64, D64, lvebm.sparse_encode(X64, D64, 0.05, tol=1e-10), 0.05)
+    got = lasso_objective(X64, D64, torch.tensor(Zf).double(), 0.05)
+    assert bool(torch.all(got - best <= 1e-4 * best))  # the copies' codes are lasso optima
+    given = np.ones((6, 32), dtype=np.float32)
+    _, Zg = deformed_training_set(X, (8, 8), D, 0.05, views=1, codes=given)
+    np.testing.assert_array_equal(Zg[:6], given)
+    with pytest.raises(ValueError, match="flattened 8x8 images"):
+        deformed_training_set(X[:, :63], (8, 8), D, 0.05)
+
+
+@pytest.mark.parametrize(
+    ("mode", "target", "rows"),
+    [
+        ("affine", "fista", 12),
+        ("affine", "energy", 12),
+        ("shifts", "fista", 15),
+        ("none", "fista", 3),
+    ],
+)
+def test_cli_augment_modes(rng, mode, target, rows):
+    from lvebm.cli.lista import augment
+
+    X = rng.uniform(size=(3, 36)).astype(np.float32)
+    D = random_dictionary(rng, 36, 20).astype(np.float32)
+    Xf, Zf = augment(X, (6, 6), D, 0.1, mode, target, views=3)
+    assert Xf.shape == (rows, 36)
+    assert (Zf is None) == (target == "energy")
+    if Zf is not None:
+        assert Zf.shape == (rows, 20)

@@ -9,10 +9,11 @@ import numpy as np
 import torch
 
 from .._checks import LvebmValueError
-from ..data import shift_images
+from ..data import random_affine_images, shift_images
 from ..io import load, save
 from ..lasso import sparse_encode
 from ..models import LISTA, PSD, SparseCoding
+from ..models.lista import DEFAULT_VIEWS, deformed_training_set
 from ..plotting import save_atom_grid
 from ..unrolled import code_error, fista_equivalent, fista_error_curve
 from ._common import (
@@ -48,10 +49,15 @@ def register(train, top) -> None:
     p.add_argument("--target", choices=["fista", "energy"], default="fista")
     p.add_argument(
         "--augment",
-        choices=["shifts", "none"],
-        default="shifts",
-        help="add one-pixel shifted copies of image data (with their FISTA codes)",
+        choices=["affine", "shifts", "none"],
+        default="affine",
+        help="add randomly deformed (affine) or one-pixel shifted copies of image data, "
+        "with their FISTA codes",
     )
+    p.add_argument(
+        "--views", type=positive_int, default=DEFAULT_VIEWS,
+        help="deformed copies per image of --augment affine",
+    )  # fmt: skip
     _add_common(p, epochs=30, lr=None)
     p.set_defaults(run=run_lista)
 
@@ -110,14 +116,19 @@ SHIFTS = [(1, 0), (-1, 0), (0, 1), (0, -1)]
 
 
 def augment(X: np.ndarray, image_shape: tuple[int, ...], W: np.ndarray, lam: float,
-            mode: str, target: str) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
-    """Training rows (and FISTA codes for ``target="fista"``), with shifted copies if asked.
+            mode: str, target: str, *, views: int = DEFAULT_VIEWS,
+            seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+    """Training rows (and FISTA codes for ``target="fista"``), with deformed copies if asked.
 
-    Shifts apply to 2-d image data only; other data is returned as is.
+    Copies apply to 2-d image data only; other data is returned as is.
     """
-    if mode == "shifts" and len(image_shape) == 2:
-        shifted = shift_images(X.reshape((-1,) + image_shape), SHIFTS)
-        X = np.concatenate([X, shifted.reshape(shifted.shape[0], -1)])
+    if len(image_shape) == 2 and mode == "affine" and target == "fista":
+        return deformed_training_set(X, image_shape, W, lam, views=views, seed=seed)
+    if len(image_shape) == 2 and mode != "none":
+        images = X.reshape((-1,) + image_shape)
+        copies = (random_affine_images(images, views, seed=seed) if mode == "affine"
+                  else shift_images(images, SHIFTS))  # fmt: skip
+        X = np.concatenate([X, copies.reshape(copies.shape[0], -1)])
     if target != "fista":
         return X, None
     return X, sparse_encode(X, W, lam, tol=1e-5, max_iter=1000)
@@ -162,7 +173,8 @@ def run_lista(args) -> None:
     net = LISTA(W, lam, steps=args.steps, tied=args.tied, variant=args.variant)
     lr = {} if args.lr is None else {"lr": args.lr}
     start = time.perf_counter()
-    X_fit, codes = augment(X_train, vectors.image_shape, W, lam, args.augment, args.target)
+    X_fit, codes = augment(X_train, vectors.image_shape, W, lam, args.augment, args.target,
+                           views=args.views, seed=args.seed)  # fmt: skip
     net.fit(X_fit, target=args.target, codes=codes, epochs=args.epochs,
             batch_size=args.batch_size, seed=args.seed, checkpoint_dir=args.out / "checkpoints",
             checkpoint_every=args.checkpoint_every, resume=args.resume, **lr)  # fmt: skip
@@ -173,7 +185,7 @@ def run_lista(args) -> None:
     metrics = {"steps": args.steps, "lam": lam, "variant": args.variant, "tied": args.tied,
                "target": args.target, "epochs": args.epochs, "batch_size": args.batch_size,
                "n_train": int(X_train.shape[0]), "n_test": int(X_test.shape[0]),
-               "augment": args.augment, "n_fit_rows": int(X_fit.shape[0]),
+               "augment": args.augment, "views": args.views, "n_fit_rows": int(X_fit.shape[0]),
                "train_seconds": round(seconds, 2), "epoch_mean_loss": net.history_,
                **report}  # fmt: skip
     write_json(args.out / "metrics.json", metrics)
