@@ -17,6 +17,7 @@ import numpy as np
 
 import lvebm
 from lvebm.data import load_mnist, shift_images
+from lvebm.models.lista import deformed_training_set
 
 N_TEST = 1000
 LAM = 0.1
@@ -27,7 +28,7 @@ REF_MAX_ITER = 20_000
 
 
 @dataclass
-class MnistProblem:
+class CodingProblem:
     X_train: np.ndarray  # (7000, 784) float32
     X_test: np.ndarray  # (1000, 784) float32
     W: np.ndarray  # (784, 256) float32, unit-norm columns
@@ -43,13 +44,13 @@ def split_mnist(path=None, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return X[order[N_TEST:]], X[order[:N_TEST]]
 
 
-def mnist_problem(path=None, *, cache: Path | None = None, seed: int = 0) -> MnistProblem:
+def mnist_problem(path=None, *, cache: Path | None = None, seed: int = 0) -> CodingProblem:
     """The split, the dictionary and the reference codes (computed once, then cached)."""
     X_train, X_test = split_mnist(path, seed=seed)
     file = None if cache is None else Path(cache) / f"mnist_problem_seed{seed}.npz"
     if file is not None and file.exists():
         with np.load(file, allow_pickle=False) as f:
-            return MnistProblem(X_train, X_test, f["W"], f["Z_train"], f["Z_test"])
+            return CodingProblem(X_train, X_test, f["W"], f["Z_train"], f["Z_test"])
     sc = lvebm.SparseCoding(784, N_ATOMS, LAM, seed=seed).fit(X_train, epochs=5, progress=False)
     W = sc.dictionary.detach().numpy()
     W64 = W.astype(np.float64)
@@ -59,7 +60,7 @@ def mnist_problem(path=None, *, cache: Path | None = None, seed: int = 0) -> Mni
                                 max_iter=REF_MAX_ITER)  # fmt: skip
         return Z.astype(np.float32)
 
-    prob = MnistProblem(X_train, X_test, W, ref(X_train), ref(X_test))
+    prob = CodingProblem(X_train, X_test, W, ref(X_train), ref(X_test))
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
         np.savez(file, W=prob.W, Z_train=prob.Z_train, Z_test=prob.Z_test)
@@ -72,7 +73,7 @@ SHIFTS = [(1, 0), (-1, 0), (0, 1), (0, -1)]
 AUG_TOL, AUG_MAX_ITER = 1e-5, 600
 
 
-def augmented_training_set(p: MnistProblem, *, cache: Path | None = None):
+def shifted_training_set(p: CodingProblem, *, cache: Path | None = None):
     """Training digits plus their four one-pixel shifts, with FISTA target codes.
 
     Returns ``(X, Z)`` of shapes (5 * 7000, 784) and (5 * 7000, 256): the originals
@@ -93,3 +94,21 @@ def augmented_training_set(p: MnistProblem, *, cache: Path | None = None):
             file.parent.mkdir(parents=True, exist_ok=True)
             np.savez(file, Z=Z_shift)
     return np.concatenate([p.X_train, X_shift]), np.concatenate([p.Z_train, Z_shift])
+
+
+def affine_training_set(p: CodingProblem, views: int, *, cache: Path | None = None, seed: int = 1):
+    """Training digits plus ``views`` random affine copies of each, with FISTA codes.
+
+    :func:`lvebm.models.lista.deformed_training_set` (the default of ``lvebm train
+    lista``); the originals keep their reference codes. Cached in ``cache``.
+    """
+    file = None if cache is None else Path(cache) / f"mnist_affine{views}_seed{seed}.npz"
+    if file is not None and file.exists():
+        with np.load(file, allow_pickle=False) as f:
+            return f["X"], f["Z"]
+    X, Z = deformed_training_set(p.X_train, (28, 28), p.W, p.lam, views=views,
+                                 codes=p.Z_train, seed=seed)  # fmt: skip
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(file, X=X, Z=Z)
+    return X, Z

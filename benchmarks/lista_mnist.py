@@ -4,18 +4,21 @@ The problem of ``benchmarks/_mnist_problem.py``: 7,000 training and 1,000 held-o
 digits of the shared 8k MNIST file, the fixed 256-atom dictionary learned by
 ``SparseCoding(784, 256, 0.1).fit(X_train, epochs=5)``, lam = 0.1 and reference codes
 ``z*`` from FISTA to convergence. For each K, a LISTA is trained with the library's
-defaults (``LISTA(W, 0.1, steps=K).fit(X_train, codes=Z_train)``, 30 epochs, batch
-256) and its held-out code error ``sum ||z - z*||^2 / sum ||z*||^2`` is compared with
-ISTA's and FISTA's after t iterations from zero. By default the training set is the
-7,000 digits plus their four one-pixel shifts (35,000 rows, FISTA codes to 1e-5), so
-30 epochs are 4,110 Adam steps; ``--plain`` trains on the 7,000 digits alone.
+defaults (``LISTA(W, 0.1, steps=K).fit(X, codes=Z)``, 30 epochs, batch 256) and its
+held-out code error ``sum ||z - z*||^2 / sum ||z*||^2`` is compared with ISTA's and
+FISTA's after t iterations from zero. By default the training set ``(X, Z)`` is the
+7,000 digits plus 19 random affine copies of each (``deformed_training_set``, 140,000
+rows with FISTA codes to 1e-5), so 30 epochs are 16,410 Adam steps; ``--augment
+shifts`` uses the four one-pixel shifts instead, ``--augment none`` the digits alone,
+``--views`` sets the number of copies.
 
     python -m benchmarks.lista_mnist --data ../shared/data/mnist-8k.npz --out docs/figures
 
 prints the FISTA-equivalent table, the amortized-inference timing row (issue 7) as a
 ratio and one JSON line, and writes ``lista_mnist_error.png`` and
-``lista_mnist_energy_time.png``. ``--ablation`` also trains the K = 3 network under
-each training recipe and prints which helped.
+``lista_mnist_energy_time.png``. ``--epochs`` takes one value or one per K (the
+larger networks can be given fewer); ``benchmarks/lista_mnist_ablation.py`` compares
+other training recipes.
 """
 
 from __future__ import annotations
@@ -30,12 +33,13 @@ import torch
 
 import lvebm
 from lvebm.lasso import lasso_objective
+from lvebm.models.lista import DEFAULT_VIEWS
 from lvebm.ops import gram_lipschitz
 from lvebm.regularizers import L1
 from lvebm.solvers import GramLeastSquares, fista
 from lvebm.unrolled import code_error, fista_equivalent, fista_error_curve
 
-from ._mnist_problem import augmented_training_set, mnist_problem
+from ._mnist_problem import affine_training_set, mnist_problem, shifted_training_set
 
 CURVE_ITERS = 400
 
@@ -54,21 +58,22 @@ def held_out_curves(p, max_iter: int, cache: Path | None = None) -> dict[str, li
     return curves
 
 
-def train_lista(p, K: int, *, seed: int = 0, cache: Path | None = None, augment: bool = True,
-                **fit_options):  # fmt: skip
+def train_lista(p, K: int, *, seed: int = 0, cache: Path | None = None, training_set=None,
+                tag: str = "", **fit_options):  # fmt: skip
     """A LISTA trained with the library's defaults (plus ``fit_options``); (net, seconds).
 
-    With ``cache``, a network trained before with the same settings is loaded instead
-    (seconds is then the original training time).
+    ``training_set`` is ``(X, Z)`` (rows and target codes), default the problem's
+    training rows; ``tag`` names it in the cache. With ``cache``, a network trained
+    before with the same settings is loaded instead (seconds is then the original
+    training time).
     """
-    tag = "_".join(f"{k}-{v}" for k, v in sorted(fit_options.items())) + (
-        "" if augment else "plain"
-    )
-    folder = None if cache is None else cache / f"lista_K{K}_seed{seed}{'_' + tag if tag else ''}"
+    opts = "_".join(f"{k}-{v}" for k, v in sorted(fit_options.items()))
+    name = "_".join(x for x in (f"lista_K{K}_seed{seed}", tag, opts) if x)
+    folder = None if cache is None else cache / name
     if folder is not None and (folder / "seconds.txt").exists():
         return lvebm.load(folder), float((folder / "seconds.txt").read_text())
     net = lvebm.LISTA(p.W, p.lam, steps=K)
-    X, Z = augmented_training_set(p, cache=cache) if augment else (p.X_train, p.Z_train)
+    X, Z = (p.X_train, p.Z_train) if training_set is None else training_set
     start = time.perf_counter()
     net.fit(X, codes=Z, seed=seed, progress=False, **fit_options)
     seconds = time.perf_counter() - start
@@ -157,7 +162,7 @@ def energy_vs_time(nets: dict[int, lvebm.LISTA], p, max_iter: int = 200) -> dict
     return out
 
 
-def plot_errors(curves, lista: dict[int, float], path: Path) -> None:
+def plot_errors(curves, lista: dict[int, float], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -171,7 +176,7 @@ def plot_errors(curves, lista: dict[int, float], path: Path) -> None:
     ax.semilogy(ks, [lista[k] for k in ks], "o-", color="C3", label="LISTA (trained, K steps)")
     ax.set_xlabel("iterations / layers K")
     ax.set_ylabel("held-out code error ||z - z*||² / ||z*||²")
-    ax.set_title("MNIST, 256 atoms, λ = 0.1")
+    ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
@@ -200,46 +205,79 @@ def plot_energy_time(data: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def error_table(p, ks: list[int], epochs: list[int], curves, *, seed: int, cache, training_set,
+                tag: str) -> tuple[list[dict], dict]:  # fmt: skip
+    """Train a LISTA per K and print its held-out error and FISTA/ISTA equivalents.
+
+    Returns the table's rows and the trained networks by K.
+    """
+    rows, nets = [], {}
+    print("| K | epochs | LISTA held-out error | train error | FISTA iterations to match | "
+          "ratio | ISTA iterations to match | training s |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for K, ep in zip(ks, epochs, strict=True):
+        net, secs = train_lista(p, K, seed=seed, cache=cache, training_set=training_set,
+                                tag=tag, epochs=ep)  # fmt: skip
+        test, train = errors(net, p)
+        f_eq, i_eq = fista_equivalent(test, curves["FISTA"]), fista_equivalent(test, curves["ISTA"])
+        nets[K] = net
+        rows.append({"K": K, "epochs": ep, "test_error": test, "train_error": train,
+                     "fista_iterations": f_eq, "ista_iterations": i_eq,
+                     "train_seconds": round(secs, 1)})  # fmt: skip
+        print(f"| {K} | {ep} | {test:.4f} | {train:.4f} | {f_eq:.0f} | {f_eq / K:.1f}x | "
+              f"{i_eq:.0f} | {secs:.0f} |", flush=True)  # fmt: skip
+    return rows, nets
+
+
+def steps_and_epochs(steps: str, epochs: str) -> tuple[list[int], list[int]]:
+    """``--steps 1,2,3 --epochs 30`` or ``--epochs 30,30,10``: one epoch count per K."""
+    ks = [int(k) for k in steps.split(",")]
+    eps = [int(e) for e in epochs.split(",")]
+    if len(eps) == 1:
+        eps = eps * len(ks)
+    if len(eps) != len(ks):
+        raise SystemExit("error: --epochs needs one value or one per --steps entry")
+    return ks, eps
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=None, help="MNIST .npz (default $LVEBM_MNIST)")
     ap.add_argument("--steps", default="1,2,3,5,10,16", help="comma list of K")
+    ap.add_argument("--epochs", default="30", help="epochs, one value or one per K")
     ap.add_argument("--cache", type=Path, default=Path(".cache/lista"),
                     help="where the dictionary and reference codes are cached")  # fmt: skip
     ap.add_argument("--out", type=Path, default=None, help="folder for figures and JSON")
-    ap.add_argument("--ablation", action="store_true", help="compare training recipes at K=3")
-    ap.add_argument(
-        "--plain",
-        action="store_true",
-        help="train on the 7,000 digits only, without the shifted copies",
-    )
+    ap.add_argument("--augment", choices=["affine", "shifts", "none"], default="affine",
+                    help="training set: digits plus random affine copies (default), plus "
+                         "their four one-pixel shifts, or the digits alone")  # fmt: skip
+    ap.add_argument("--views", type=int, default=DEFAULT_VIEWS, help="affine copies per digit")
     ap.add_argument("--train-only", action="store_true", help="only train and cache the networks")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    ks, epochs = steps_and_epochs(args.steps, args.epochs)
     p = mnist_problem(args.data, cache=args.cache)
+    if args.augment == "affine":
+        training_set, tag = (
+            affine_training_set(p, args.views, cache=args.cache),
+            f"affine{args.views}",
+        )
+    elif args.augment == "shifts":
+        training_set, tag = shifted_training_set(p, cache=args.cache), "shifts"
+    else:
+        training_set, tag = None, "plain"
     if args.train_only:  # fill the cache (e.g. one process per K), report later
-        for K in (int(k) for k in args.steps.split(",")):
-            train_lista(p, K, seed=args.seed, cache=args.cache, augment=not args.plain)
+        for K, ep in zip(ks, epochs, strict=True):
+            train_lista(p, K, seed=args.seed, cache=args.cache, training_set=training_set,
+                        tag=tag, epochs=ep)  # fmt: skip
         return {}
     curves = held_out_curves(p, CURVE_ITERS, args.cache)
-    results: dict = {"table": [], "ablation": []}
-    nets = {}
-    print("| K | LISTA held-out error | train error | FISTA iterations to match | ratio | "
-          "ISTA iterations to match |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
-    for K in (int(k) for k in args.steps.split(",")):
-        net, secs = train_lista(p, K, seed=args.seed, cache=args.cache, augment=not args.plain)
-        test, train = errors(net, p)
-        f_eq, i_eq = fista_equivalent(test, curves["FISTA"]), fista_equivalent(test, curves["ISTA"])
-        nets[K] = net
-        row = {"K": K, "test_error": test, "train_error": train, "fista_iterations": f_eq,
-               "ista_iterations": i_eq, "train_seconds": round(secs, 1)}  # fmt: skip
-        results["table"].append(row)
-        print(f"| {K} | {test:.4f} | {train:.4f} | {f_eq:.0f} | {f_eq / K:.1f}x | {i_eq:.0f} |",
-              flush=True)  # fmt: skip
-    if args.ablation:
-        results["ablation"] = ablation(p, curves["FISTA"], seed=args.seed, cache=args.cache)
+    table, nets = error_table(p, ks, epochs, curves, seed=args.seed, cache=args.cache,
+                              training_set=training_set, tag=tag)  # fmt: skip
+    results: dict = {"table": table, "augment": args.augment, "views": args.views,
+                     "n_fit_rows": int((p.X_train if training_set is None else
+                                        training_set[0]).shape[0])}  # fmt: skip
     if 3 in nets:
         row = amortized_row(nets[3], p, curves["FISTA"])
         results["amortized_inference"] = row
@@ -251,32 +289,14 @@ def main(argv=None) -> dict:
         print(json.dumps(row))
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        plot_errors(curves, {r["K"]: r["test_error"] for r in results["table"]},
-                    args.out / "lista_mnist_error.png")  # fmt: skip
+        plot_errors(curves, {r["K"]: r["test_error"] for r in table},
+                    args.out / "lista_mnist_error.png", "MNIST, 256 atoms, λ = 0.1")  # fmt: skip
         et = energy_vs_time(nets, p)
         plot_energy_time(et, args.out / "lista_mnist_energy_time.png")
         results["energy_vs_time"] = et
         results["curves"] = {k: v[:100] for k, v in curves.items()}
         (args.out / "lista_mnist.json").write_text(json.dumps(results, indent=1))
     return results
-
-
-#: Training recipes compared at K = 3 (each: the fit options that differ from the defaults).
-RECIPES: dict[str, dict] = {}
-
-
-def ablation(p, fista_curve, *, seed: int, cache: Path | None) -> list[dict]:
-    rows = []
-    print("| recipe | held-out error | train error | FISTA iterations |")
-    print("|---|---|---|---|")
-    for name, options in RECIPES.items():
-        net, secs = train_lista(p, 3, seed=seed, cache=cache, **options)
-        test, train = errors(net, p)
-        f_eq = fista_equivalent(test, fista_curve)
-        rows.append({"recipe": name, "options": options, "test_error": test,
-                     "train_error": train, "fista_iterations": f_eq})  # fmt: skip
-        print(f"| {name} | {test:.4f} | {train:.4f} | {f_eq:.0f} |", flush=True)
-    return rows
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import lvebm
 from lvebm.lasso import lasso_objective
 from lvebm.unrolled import code_error, fista_equivalent, fista_error_curve
 
-from ._mnist_problem import augmented_training_set, mnist_problem
+from ._mnist_problem import mnist_problem, shifted_training_set
 
 #: recipe name -> options of :func:`train`.
 RECIPES = {
@@ -111,7 +111,7 @@ def main(argv=None) -> None:
     p = mnist_problem(args.data, cache=args.cache)
     y, D, zs = (torch.tensor(a, dtype=torch.float64) for a in (p.X_test, p.W, p.Z_test))
     curve = fista_error_curve(y, D, p.lam, zs, max_iter=400)
-    aug = augmented_training_set(p, cache=args.cache)
+    aug = shifted_training_set(p, cache=args.cache)
     for name in args.recipes:
         start = time.perf_counter()
         net = train(p, aug=aug, **RECIPES[name])
