@@ -322,11 +322,12 @@ def deformed_training_set(
 
     ``X`` (n, H*W) holds flattened images of shape ``image_shape``; the copies are
     :func:`lvebm.data.random_affine_images` (rotations up to 10 degrees, scales 0.9-1.1,
-    shifts up to 2 pixels). Returns ``(X_fit, Z_fit)`` of shapes ((views + 1) * n, H*W)
-    and ((views + 1) * n, k): the originals first (with ``codes`` when given, else
-    computed), then the copies, whose codes minimise ``0.5*||y - D z||^2 + lam*||z||_1``
-    (FISTA to ``AUGMENT_TOL``). LISTA over-fits a few thousand digits; these copies are
-    what made a 3-step network match 55 FISTA iterations on MNIST (docs/lista.md).
+    shifts up to 2 pixels of a 28-pixel image, in proportion for other sizes). Returns
+    ``(X_fit, Z_fit)`` of shapes ((views + 1) * n, H*W) and ((views + 1) * n, k): the
+    originals first (with ``codes`` when given, else computed), then the copies, whose
+    codes minimise ``0.5*||y - D z||^2 + lam*||z||_1`` (FISTA to ``AUGMENT_TOL``).
+    LISTA over-fits a few thousand digits; these copies are what made a 3-step network
+    match 55 FISTA iterations on MNIST (docs/lista.md).
     """
     X = np.asarray(X, dtype=np.float32)
     H, W = image_shape
@@ -339,6 +340,8 @@ def deformed_training_set(
     def encode(rows: np.ndarray) -> np.ndarray:
         return sparse_encode(rows, D, lam, tol=AUGMENT_TOL, max_iter=AUGMENT_MAX_ITER)
 
-    copies = random_affine_images(X.reshape(-1, H, W), views, seed=seed).reshape(-1, H * W)
+    shift = 2.0 * min(H, W) / 28  # 2 pixels on MNIST
+    copies = random_affine_images(X.reshape(-1, H, W), views, shift=shift, seed=seed)
+    copies = copies.reshape(-1, H * W)
     Z0 = encode(X) if codes is None else np.asarray(codes, dtype=np.float32)
     return np.concatenate([X, copies]), np.concatenate([Z0, encode(copies)])
