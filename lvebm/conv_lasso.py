@@ -25,7 +25,7 @@ from ._checks import (
 )
 from .operators import Conv2d
 from .regularizers import L1, NonNegL1
-from .solvers import LeastSquares, SolveResult, fista
+from .solvers import LeastSquares, SolveResult, WithPrediction, fista
 
 __all__ = ["conv_sparse_encode", "solve_conv_lasso", "conv_objective", "map_shape"]
 
@@ -69,11 +69,16 @@ def solve_conv_lasso(
     nonneg: bool = False,
     method: str = "auto",
     L: float | None = None,
+    prediction: torch.Tensor | None = None,
+    alpha: float = 0.0,
 ) -> SolveResult:
     """Tensor-level convolutional lasso by FISTA with restart; does not validate.
 
     y (n, c, H, W), K (m, c, s, s), z0 (n, m, H+s-1, W+s-1) or None. ``L`` defaults to
-    :meth:`Conv2d.lipschitz` (the spectral bound, a safe step).
+    :meth:`Conv2d.lipschitz` (the spectral bound, a safe step). With ``prediction``
+    ``p`` (maps' shape) and ``alpha > 0`` the energy gains ``0.5*alpha*||z - p||^2``
+    (convolutional predictive sparse decomposition), ``L`` grows by ``alpha`` and the
+    iterations start from ``p`` unless ``z0`` is given.
     """
     n, c, H, W = y.shape
     m, s = K.shape[0], K.shape[-1]
@@ -81,10 +86,14 @@ def solve_conv_lasso(
     if L is None:
         L = op.lipschitz()
     L = max(L, torch.finfo(y.dtype).tiny)
+    f = LeastSquares(y, op)
+    if prediction is not None and alpha > 0:
+        f, L = WithPrediction(f, prediction, alpha), L + alpha
+        z0 = prediction if z0 is None else z0
     if z0 is None:
         z0 = y.new_zeros((n, m) + map_shape((H, W), s))
     reg = NonNegL1() if nonneg else L1()
-    return fista(LeastSquares(y, op), reg, z0, lam=lam, L=L, max_iter=max_iter, tol=tol)
+    return fista(f, reg, z0, lam=lam, L=L, max_iter=max_iter, tol=tol)
 
 
 def conv_sparse_encode(

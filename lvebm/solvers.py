@@ -27,6 +27,7 @@ __all__ = [
     "SolveResult",
     "LeastSquares",
     "GramLeastSquares",
+    "WithPrediction",
     "fista",
     "ista",
     "prox_gradient",
@@ -94,6 +95,25 @@ class GramLeastSquares:
     def value(self, z: torch.Tensor) -> torch.Tensor:
         Gz = z @ self.G
         return torch.clamp(0.5 * self.yy - (z * self.b).sum(1) + 0.5 * (z * Gz).sum(1), min=0)
+
+
+class WithPrediction:
+    """``f(z) + 0.5*alpha*||z - p||^2`` per sample: a smooth term plus a pull towards ``p``.
+
+    The inference energy of predictive sparse decomposition, where ``p = Enc(y)`` is an
+    encoder's prediction of the code (same shape as ``z``). Its gradient's Lipschitz
+    constant is ``f``'s plus ``alpha``.
+    """
+
+    def __init__(self, f: SmoothTerm, p: torch.Tensor, alpha: float):
+        self.f, self.p, self.alpha = f, p, alpha
+
+    def grad(self, z: torch.Tensor) -> torch.Tensor:
+        return self.f.grad(z) + self.alpha * (z - self.p)
+
+    def value(self, z: torch.Tensor) -> torch.Tensor:
+        d = (z - self.p).reshape(z.shape[0], -1)
+        return self.f.value(z) + 0.5 * self.alpha * d.pow(2).sum(1)
 
 
 def _row_norms(x: torch.Tensor) -> torch.Tensor:

@@ -251,3 +251,47 @@ def test_kernel_step_never_increases_the_batch_data_term(rng):
         assert data_term(K_new) <= data_term(K)
         norms = torch.linalg.vector_norm(K_new.flatten(1), dim=1)
         torch.testing.assert_close(norms, torch.ones(3, dtype=norms.dtype))
+
+
+def test_conv_lasso_with_a_prediction_term_satisfies_its_kkt_conditions(rng):
+    from lvebm.conv_lasso import solve_conv_lasso
+
+    lam, alpha = 0.2, 0.7
+    K = torch.tensor(_kernels(rng, 3, 1, 5))
+    Y = torch.tensor(rng.normal(size=(2, 1, 12, 12)))
+    P = torch.tensor(rng.normal(size=(2, 3, 16, 16))) * 0.3
+    res = solve_conv_lasso(Y, K, lam, tol=1e-11, max_iter=20_000, method="fft",
+                           prediction=P, alpha=alpha)  # fmt: skip
+    Z = res.z
+    op = Conv2d(K, (12, 12))
+    g = op.adjoint(op.forward(Z) - Y) + alpha * (Z - P)  # gradient of the smooth part
+    on = Z != 0
+    assert torch.allclose(g[on], -lam * torch.sign(Z[on]), atol=1e-6)
+    assert bool((g[~on].abs() <= lam + 1e-6).all())
+    expected = conv_objective(Y, K, Z, lam) + 0.5 * alpha * (Z - P).pow(2).flatten(1).sum(1)
+    torch.testing.assert_close(res.objective, expected)
+    plain = solve_conv_lasso(Y, K, lam, tol=1e-11, max_iter=20_000, method="fft")
+    assert (Z - plain.z).abs().max() > 1e-3  # the prediction term changes the optimum
+
+
+def test_joint_encoder_training_lowers_the_psd_energy_and_the_prediction_error():
+    rng = np.random.default_rng(2)
+    K = _kernels(rng, 3, 1, 5)
+    Z = rng.normal(size=(24, 3, 20, 20)) * (rng.random((24, 3, 20, 20)) < 0.03)
+    Y = lvebm.ConvSparseCoding.from_kernels(K, 0.05).reconstruct(Z.astype(np.float32))
+    model = lvebm.ConvSparseCoding(3, 5, lam=0.05, seed=0)
+    L = Conv2d(model.kernels.data, (20, 20)).lipschitz()
+    model.encoder.init_from_kernels(model.kernels.data, 0.05, L)
+    untrained = lvebm.ConvSparseCoding.from_kernels(model.kernels.data.clone(), 0.05)
+    untrained.encoder.load_state_dict(model.encoder.state_dict())
+    model.fit(Y, epochs=8, batch_size=8, alpha=1.0, encoder_lr=1e-2, progress=False)
+    h = model.history_
+    assert h[-1] < 0.85 * h[0]
+    norms = torch.linalg.vector_norm(model.kernels.flatten(1), dim=1)
+    assert torch.allclose(norms, torch.ones(3), atol=1e-5)
+
+    def prediction_error(m):  # against the optimal maps of the trained kernels
+        z_star = torch.as_tensor(model.encode(Y, tol=1e-5, max_iter=3000))
+        return float((torch.as_tensor(m.predict(Y)) - z_star).pow(2).sum() / z_star.pow(2).sum())
+
+    assert prediction_error(model) < 0.8 * prediction_error(untrained)

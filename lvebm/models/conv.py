@@ -262,6 +262,8 @@ class ConvSparseCoding(nn.Module):
         max_iter: int = 100,
         tol: float = 1e-3,
         kernel_steps: int = 5,
+        alpha: float = 0.0,
+        encoder_lr: float = 1e-3,
         seed: int | None = 0,
         progress: bool = True,
         callback: Callable[[TrainState], None] | None = None,
@@ -279,6 +281,12 @@ class ConvSparseCoding(nn.Module):
         step; every kernel is renormalised to unit norm after each step. ``history_``
         holds each epoch's mean energy (measured before the kernel step).
 
+        ``alpha > 0`` trains the encoder jointly (convolutional predictive sparse
+        decomposition, Kavukcuoglu et al. 2010): the energy gains
+        ``0.5*alpha*||Z - Enc(Y)||^2``, each batch's maps minimise it by FISTA started at
+        the encoder's prediction, the kernels take the same step, and the encoder (started
+        as one ISTA step) takes an Adam step (``encoder_lr``) towards the maps.
+
         ``checkpoint_dir``, ``checkpoint_every`` and ``resume`` are passed to
         :func:`lvebm.training.run_epochs` (kernels, warm-start maps and the power-iteration
         vector are checkpointed, so a resumed fit is bit-identical on CPU). The training
@@ -294,9 +302,17 @@ class ConvSparseCoding(nn.Module):
         max_iter = check_int(max_iter, "max_iter")
         tol = check_positive_float(tol, "tol")
         kernel_steps = check_int(kernel_steps, "kernel_steps")
+        alpha = check_nonneg_float(alpha, "alpha")
+        encoder_lr = check_positive_float(encoder_lr, "encoder_lr")
         n = Y.shape[0]
         full = (n, self.config.n_filters) + self.map_shape(tuple(Y.shape[-2:]))
-        maps = Y.new_zeros(full) if torch.Size(full).numel() <= WARM_START_MAX else None
+        warm = alpha == 0 and torch.Size(full).numel() <= WARM_START_MAX
+        maps = Y.new_zeros(full) if warm else None  # with an encoder, FISTA starts at Enc(y)
+        opt = None
+        if alpha > 0:
+            L = conv_operator(self.kernels.data, tuple(Y.shape[-2:])).lipschitz()
+            self.encoder.init_from_kernels(self.kernels.data, self.lam, L)
+            opt = torch.optim.Adam(self.encoder.parameters(), lr=encoder_lr)
         gen = make_generator(None if seed is None else seed + 1)
         v = torch.randn(self.kernels.shape, generator=gen, dtype=Y.dtype).to(Y.device)
         fs = _ConvFitState(maps, v)
@@ -304,13 +320,20 @@ class ConvSparseCoding(nn.Module):
         def step(idx: torch.Tensor) -> float:
             yb, K = Y[idx], self.kernels.data
             z0 = maps[idx] if maps is not None else None
-            res = solve_conv_lasso(yb, K, self.lam, max_iter=max_iter, tol=tol, z0=z0)
+            p = None
+            if opt is not None:
+                with torch.no_grad():
+                    p = self.encoder(yb)
+            res = solve_conv_lasso(yb, K, self.lam, max_iter=max_iter, tol=tol, z0=z0,
+                                   prediction=p, alpha=alpha)  # fmt: skip
             if maps is not None:
                 maps[idx] = res.z
             L_K, fs.v = _kernel_lipschitz(yb, res.z, fs.v)
             for _ in range(kernel_steps):
                 K = _kernel_step(yb, K, res.z, lr / (KERNEL_STEP_MARGIN * L_K))
             self.kernels.data = K
+            if opt is not None:
+                _encoder_step(self.encoder, opt, yb, res.z, alpha)
             return float(res.objective.mean())
 
         index = torch.arange(n, device=Y.device)
@@ -324,6 +347,7 @@ class ConvSparseCoding(nn.Module):
             progress=progress,
             callback=callback,
             desc="conv sparse coding",
+            optimizer=opt,
             extra_state=fs,
             checkpoint_dir=checkpoint_dir,
             checkpoint_every=checkpoint_every,
@@ -360,12 +384,7 @@ class ConvSparseCoding(nn.Module):
         opt = torch.optim.Adam(self.encoder.parameters(), lr=lr)
 
         def step(idx: torch.Tensor) -> float:
-            with torch.enable_grad():
-                loss = 0.5 * (self.encoder(Y[idx]) - Z[idx]).pow(2).flatten(1).sum(1).mean()
-                opt.zero_grad()
-                loss.backward()
-            opt.step()
-            return float(loss.detach())
+            return _encoder_step(self.encoder, opt, Y[idx], Z[idx], 1.0)
 
         index = torch.arange(Y.shape[0], device=Y.device)
         self.encoder_history_ = run_epochs(
@@ -398,6 +417,17 @@ class _ConvFitState:
         if self.maps is not None:
             self.maps.copy_(state["maps"])
         self.v = state["v"].to(device=self.v.device, dtype=self.v.dtype)
+
+
+def _encoder_step(encoder: ConvEncoder, opt, y: torch.Tensor, z: torch.Tensor,
+                  alpha: float) -> float:  # fmt: skip
+    """One Adam step on ``0.5*alpha*||z - Enc(y)||^2`` (batch mean); returns the loss."""
+    with torch.enable_grad():
+        loss = 0.5 * alpha * (encoder(y) - z).pow(2).flatten(1).sum(1).mean()
+        opt.zero_grad()
+        loss.backward()
+    opt.step()
+    return float(loss.detach())
 
 
 def _synth(K: torch.Tensor, z: torch.Tensor, image_shape: tuple[int, int]) -> torch.Tensor:

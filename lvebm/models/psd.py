@@ -28,9 +28,10 @@ from .._checks import (
 )
 from ..dictionary import OnlineStats, online_update
 from ..io import register_model
+from ..operators import Dense
 from ..ops import gram_lipschitz, normalize_columns
 from ..regularizers import L1
-from ..solvers import fista
+from ..solvers import LeastSquares, WithPrediction, fista
 from ..training import TrainState, check_checkpoint_args, check_fit_args, run_epochs
 from .lista import LISTA
 
@@ -60,19 +61,6 @@ def psd_energy(
     """``0.5*||y - W z||^2 + 0.5*alpha*||z - p||^2 + lam*||z||_1`` per sample, (n,); no checks."""
     r = y - z @ W.T  # (n, d)
     return 0.5 * r.pow(2).sum(1) + 0.5 * alpha * (z - p).pow(2).sum(1) + lam * z.abs().sum(1)
-
-
-class _PSDSmooth:
-    """Smooth part ``0.5*||y - W z||^2 + 0.5*alpha*||z - p||^2`` for :func:`lvebm.solvers.fista`."""
-
-    def __init__(self, y: torch.Tensor, W: torch.Tensor, p: torch.Tensor, alpha: float):
-        self.y, self.W, self.p, self.alpha = y, W, p, alpha
-
-    def grad(self, z: torch.Tensor) -> torch.Tensor:
-        return (z @ self.W.T - self.y) @ self.W + self.alpha * (z - self.p)  # (n, k)
-
-    def value(self, z: torch.Tensor) -> torch.Tensor:
-        return psd_energy(self.y, self.W, z, self.p, 0.0, self.alpha)
 
 
 class _TanhEncoder(nn.Module):
@@ -202,7 +190,7 @@ class PSD(nn.Module):
         W, alpha = self.dictionary.detach(), self.config.alpha
         p = self.encoder(y).detach()
         L = gram_lipschitz(W.T @ W) + alpha
-        f = _PSDSmooth(y, W, p, alpha)
+        f = WithPrediction(LeastSquares(y, Dense(W)), p, alpha)
         return fista(f, L1(), p, lam=self.lam, L=L, max_iter=max_iter, tol=tol).z
 
     # -- learning -----------------------------------------------------------------------
