@@ -215,7 +215,8 @@ def test_preprocessing_removes_the_local_mean_and_flat_images_vanish(rng):
     assert np.allclose(w.std(axis=(-2, -1)), 1, atol=1e-4)
 
 
-def test_cli_trains_and_writes_kernels_maps_metrics(tmp_path, rng):
+@pytest.mark.parametrize("alpha", [None, "1.0"])
+def test_cli_trains_and_writes_kernels_maps_metrics(tmp_path, rng, alpha):
     import json
 
     from lvebm.cli import main
@@ -225,7 +226,7 @@ def test_cli_trains_and_writes_kernels_maps_metrics(tmp_path, rng):
     argv = ["train", "conv-sparse-coding", "--images", str(tmp_path / "imgs.npy"),
             "--filters", "2", "--kernel", "5", "--lam", "0.05", "--crop", "16",
             "--n-crops", "8", "--epochs", "2", "--batch-size", "4", "--max-iter", "20",
-            "--out", str(out)]  # fmt: skip
+            "--out", str(out)] + ([] if alpha is None else ["--alpha", alpha])  # fmt: skip
     assert main(argv) == 0
     assert (out / "kernels.png").stat().st_size > 0 and (out / "maps.png").stat().st_size > 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -233,6 +234,8 @@ def test_cli_trains_and_writes_kernels_maps_metrics(tmp_path, rng):
     norms = torch.linalg.vector_norm(model.kernels.flatten(1), dim=1)
     assert torch.allclose(norms, torch.ones(2), atol=1e-5)
     assert 0 < metrics["test_relative_residual"] < 1 and len(metrics["epoch_mean_energy"]) == 2
+    if alpha is not None:  # the jointly trained encoder predicts maps in the optimum's direction
+        assert 0 < metrics["test_encoder_relative_error"] < 1.0
 
 
 def test_kernel_step_never_increases_the_batch_data_term(rng):

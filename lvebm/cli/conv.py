@@ -57,6 +57,10 @@ def register(train, top) -> None:
     p.add_argument("--epochs", type=positive_int, default=5)
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--max-iter", type=positive_int, default=100, help="FISTA iterations per batch")
+    p.add_argument(
+        "--alpha", type=nonneg_float, default=0.0,
+        help="weight of ||Z - Enc(Y)||^2: > 0 trains the convolutional encoder jointly (PSD)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="output folder")
     add_checkpoint_args(p)
@@ -101,6 +105,7 @@ def train_and_report(
     max_iter: int,
     seed: int,
     out: Path,
+    alpha: float = 0.0,
     progress: bool = True,
     checkpoint_every: int | None = None,
     resume: bool = False,
@@ -111,7 +116,7 @@ def train_and_report(
     model = ConvSparseCoding(filters, kernel, crops.shape[1], lam, seed=seed)
     start = time.perf_counter()
     model.fit(
-        crops, epochs=epochs, batch_size=batch_size, max_iter=max_iter, seed=seed,
+        crops, epochs=epochs, batch_size=batch_size, max_iter=max_iter, alpha=alpha, seed=seed,
         progress=progress, checkpoint_dir=out / "checkpoints", checkpoint_every=checkpoint_every,
         resume=resume,
     )  # fmt: skip
@@ -148,7 +153,11 @@ def train_and_report(
         "test_mean_energy": float(model.energy(test, Z).mean()),
         "test_nonzero_fraction": float((Z != 0).mean()),
         "test_relative_residual": float(np.linalg.norm(test - R) / np.linalg.norm(test)),
+        "alpha": alpha,
     }
+    if alpha > 0:  # the jointly trained encoder against the optimal maps
+        err = np.linalg.norm(model.predict(test) - Z) / max(np.linalg.norm(Z), 1e-30)
+        metrics["test_encoder_relative_error"] = float(err)
     save(model, out)
     write_json(out / "metrics.json", metrics)
     return metrics
@@ -173,6 +182,7 @@ def run(args) -> None:
         max_iter=args.max_iter,
         seed=args.seed,
         out=args.out,
+        alpha=args.alpha,
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
     )
