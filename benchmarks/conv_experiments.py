@@ -3,6 +3,7 @@
     python benchmarks/conv_experiments.py sweep     # 1..32 grey kernels, 9x9 (filter sweep)
     python benchmarks/conv_experiments.py color     # 16 colour kernels, 9x9, and sparse maps
     python benchmarks/conv_experiments.py encoder   # encoder maps vs optimal, error vs FISTA
+    python benchmarks/conv_experiments.py joint     # kernels and encoder trained together
     python benchmarks/conv_experiments.py mnist     # features worth: CNN init, few labels
 
 Figures go to docs/figures/conv_*.png, numbers to docs/figures/conv_*.json. Single
@@ -107,16 +108,7 @@ def encoder(args) -> None:
     L = conv_operator(K, (40, 40)).lipschitz()
     model.encoder.init_from_kernels(K, args.lam, L)
     untrained = rel(model.encoder(test).detach())
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.loglog(iters, fista_err, "o-", label="FISTA from zero")
-    ax.loglog(iters, warm_err, "s-", label="FISTA from the encoder")
-    ax.axhline(rel(enc), color="C3", ls="--", label="trained encoder (1 pass)")
-    ax.axhline(untrained, color="C7", ls=":", label="untrained encoder = 1 ISTA step")
-    ax.set_xlabel("FISTA iterations")
-    ax.set_ylabel("||z - z*|| / ||z*||")
-    ax.legend(fontsize=7)
-    fig.savefig(FIG / "conv_encoder_error.png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    _error_figure(iters, fista_err, warm_err, rel(enc), untrained, FIG / "conv_encoder_error.png")
     busiest = torch.argsort(-(zstar[0] != 0).flatten(1).sum(1))[:4]
     fig, axes = plt.subplots(2, 5, figsize=(10, 4.2))
     for row, (maps, name) in enumerate(((zstar[0], "optimal"), (enc[0], "encoder"))):
@@ -135,6 +127,57 @@ def encoder(args) -> None:
         "fista_iters": iters, "fista_rel_error": fista_err, "warm_rel_error": warm_err,
         "encoder_loss_history": model.encoder_history_,
     })  # fmt: skip
+
+
+def _error_figure(iters, fista_err, warm_err, enc_err, untrained, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.loglog(iters, fista_err, "o-", label="FISTA from zero")
+    ax.loglog(iters, warm_err, "s-", label="FISTA from the encoder")
+    ax.axhline(enc_err, color="C3", ls="--", label="trained encoder (1 pass)")
+    ax.axhline(untrained, color="C7", ls=":", label="untrained encoder = 1 ISTA step")
+    ax.set_xlabel("FISTA iterations")
+    ax.set_ylabel("||z - z*|| / ||z*||")
+    ax.legend(fontsize=7)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def joint(args) -> None:
+    """Kernels and encoder trained together (convolutional PSD, ``fit(alpha=...)``)."""
+    crops = _crops("natural", args.n_crops, 32)
+    model = lvebm.ConvSparseCoding(16, 9, 1, args.lam, seed=0)
+    start = time.perf_counter()
+    model.fit(crops, epochs=args.epochs, batch_size=16, max_iter=100, kernel_steps=10,
+              alpha=args.alpha, encoder_lr=3e-3, progress=False)  # fmt: skip
+    seconds = time.perf_counter() - start
+    test = torch.from_numpy(_crops("natural", 16, 40, seed=5))
+    K = model.kernels.data
+    zstar = solve_conv_lasso(test, K, args.lam, max_iter=3000, tol=1e-7).z
+    enc = model.encoder(test).detach()
+    rel = lambda z: float(torch.linalg.vector_norm(z - zstar) / torch.linalg.vector_norm(zstar))  # noqa: E731
+    iters = [1, 2, 3, 5, 10, 20, 30, 50, 75, 100]
+    fista_err = [rel(solve_conv_lasso(test, K, args.lam, max_iter=k, tol=1e-12).z) for k in iters]
+    warm_err = [rel(solve_conv_lasso(test, K, args.lam, max_iter=k, tol=1e-12, z0=enc).z)
+                for k in iters]  # fmt: skip
+    untrained = lvebm.ConvSparseCoding.from_kernels(K, args.lam)
+    untrained.encoder.init_from_kernels(K, args.lam, conv_operator(K, (40, 40)).lipschitz())
+    untrained_err = rel(untrained.encoder(test).detach())
+    _error_figure(iters, fista_err, warm_err, rel(enc), untrained_err,
+                  FIG / "conv_joint_error.png")  # fmt: skip
+    title = f"16 kernels 9x9, trained with the encoder (alpha={args.alpha})"
+    save_atom_grid(K.numpy()[:, 0], FIG / "conv_joint_kernels.png", title=title)
+    _write("conv_joint.json", {
+        "lam": args.lam, "alpha": args.alpha, "epochs": args.epochs, "seconds": round(seconds, 1),
+        "energy": model.history_, "encoder_rel_error": rel(enc),
+        "untrained_rel_error": untrained_err, "fista_iters": iters,
+        "fista_rel_error": fista_err, "warm_rel_error": warm_err,
+    })  # fmt: skip
+    print(json.dumps({"encoder_rel_error": rel(enc), "fista_rel_error": fista_err}))
 
 
 def _cnn(m: int) -> torch.nn.Module:
@@ -199,7 +242,8 @@ def mnist(args) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description="issue 5 experiments")
-    p.add_argument("experiment", choices=["sweep", "color", "encoder", "mnist"])
+    p.add_argument("experiment", choices=["sweep", "color", "encoder", "joint", "mnist"])
+    p.add_argument("--alpha", type=float, default=1.0, help="prediction weight (joint)")
     p.add_argument("--lam", type=float, default=0.5)
     p.add_argument(
         "--filters",
@@ -214,7 +258,9 @@ def main() -> None:
     p.add_argument("--mnist", default=None, help="MNIST path (default $LVEBM_MNIST / shared)")
     args = p.parse_args()
     torch.set_num_threads(1)
-    {"sweep": sweep, "color": color, "encoder": encoder, "mnist": mnist}[args.experiment](args)
+    experiments = {"sweep": sweep, "color": color, "encoder": encoder, "joint": joint,
+                   "mnist": mnist}  # fmt: skip
+    experiments[args.experiment](args)
 
 
 if __name__ == "__main__":
