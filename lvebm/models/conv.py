@@ -447,7 +447,7 @@ def _kernel_value_and_grad(
         Kx = K.detach().requires_grad_(True)
         value = 0.5 * (_synth(Kx, z, tuple(y.shape[-2:])) - y).pow(2).sum()
         (grad,) = torch.autograd.grad(value, Kx)
-    return float(value), grad
+    return float(value.detach()), grad
 
 
 def _kernel_step(y: torch.Tensor, K: torch.Tensor, z: torch.Tensor, step: float) -> torch.Tensor:
