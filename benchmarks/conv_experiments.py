@@ -96,19 +96,9 @@ def encoder(args) -> None:
             crops, epochs=args.epochs, batch_size=16, max_iter=100, kernel_steps=10, progress=False
         )
     model.fit_encoder(crops, epochs=30, batch_size=16, lr=3e-3, progress=False)
-    test = torch.from_numpy(_crops("natural", 16, 40, seed=5))
-    K = model.kernels.data
-    zstar = solve_conv_lasso(test, K, args.lam, max_iter=3000, tol=1e-7).z
-    enc = model.encoder(test).detach()
-    rel = lambda z: float(torch.linalg.vector_norm(z - zstar) / torch.linalg.vector_norm(zstar))  # noqa: E731
-    iters = [1, 2, 3, 5, 10, 20, 30, 50, 75, 100]
-    fista_err = [rel(solve_conv_lasso(test, K, args.lam, max_iter=k, tol=1e-12).z) for k in iters]
-    warm_err = [rel(solve_conv_lasso(test, K, args.lam, max_iter=k, tol=1e-12, z0=enc).z)
-                for k in iters]  # fmt: skip
-    L = conv_operator(K, (40, 40)).lipschitz()
-    model.encoder.init_from_kernels(K, args.lam, L)
-    untrained = rel(model.encoder(test).detach())
-    _error_figure(iters, fista_err, warm_err, rel(enc), untrained, FIG / "conv_encoder_error.png")
+    r = _encoder_report(model, args.lam)
+    test, zstar, enc = r.pop("test"), r.pop("zstar"), r.pop("enc")
+    _error_figure(r, FIG / "conv_encoder_error.png")
     busiest = torch.argsort(-(zstar[0] != 0).flatten(1).sum(1))[:4]
     fig, axes = plt.subplots(2, 5, figsize=(10, 4.2))
     for row, (maps, name) in enumerate(((zstar[0], "optimal"), (enc[0], "encoder"))):
@@ -122,24 +112,50 @@ def encoder(args) -> None:
         a.axis("off")
     fig.savefig(FIG / "conv_encoder_maps.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    _write("conv_encoder.json", {
-        "lam": args.lam, "encoder_rel_error": rel(enc), "untrained_rel_error": untrained,
-        "fista_iters": iters, "fista_rel_error": fista_err, "warm_rel_error": warm_err,
-        "encoder_loss_history": model.encoder_history_,
-    })  # fmt: skip
+    _write("conv_encoder.json", {"lam": args.lam, **r,
+                                 "encoder_loss_history": model.encoder_history_})  # fmt: skip
 
 
-def _error_figure(iters, fista_err, warm_err, enc_err, untrained, path: Path) -> None:
+def _encoder_report(model, lam: float) -> dict:
+    """The encoder's maps on 16 new 40x40 crops against the optimal ones and FISTA's.
+
+    Relative errors ``||z - z*|| / ||z*||`` of the trained encoder, of the untrained one
+    (one ISTA step) and of FISTA after ``fista_iters`` iterations from zero and from
+    the encoder; also the crops, ``z*`` and the encoder's maps (tensors).
+    """
+    test = torch.from_numpy(_crops("natural", 16, 40, seed=5))
+    K = model.kernels.data
+    zstar = solve_conv_lasso(test, K, lam, max_iter=3000, tol=1e-7).z
+    enc = model.encoder(test).detach()
+    rel = lambda z: float(torch.linalg.vector_norm(z - zstar) / torch.linalg.vector_norm(zstar))  # noqa: E731
+    iters = [1, 2, 3, 5, 10, 20, 30, 50, 75, 100]
+    untrained = lvebm.ConvSparseCoding.from_kernels(K, lam)
+    untrained.encoder.init_from_kernels(K, lam, conv_operator(K, (40, 40)).lipschitz())
+    return {
+        "test": test, "zstar": zstar, "enc": enc,
+        "encoder_rel_error": rel(enc),
+        "untrained_rel_error": rel(untrained.encoder(test).detach()),
+        "fista_iters": iters,
+        "fista_rel_error": [rel(solve_conv_lasso(test, K, lam, max_iter=k, tol=1e-12).z)
+                            for k in iters],
+        "warm_rel_error": [rel(solve_conv_lasso(test, K, lam, max_iter=k, tol=1e-12, z0=enc).z)
+                           for k in iters],
+    }  # fmt: skip
+
+
+def _error_figure(r: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    iters = r["fista_iters"]
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.loglog(iters, fista_err, "o-", label="FISTA from zero")
-    ax.loglog(iters, warm_err, "s-", label="FISTA from the encoder")
-    ax.axhline(enc_err, color="C3", ls="--", label="trained encoder (1 pass)")
-    ax.axhline(untrained, color="C7", ls=":", label="untrained encoder = 1 ISTA step")
+    ax.loglog(iters, r["fista_rel_error"], "o-", label="FISTA from zero")
+    ax.loglog(iters, r["warm_rel_error"], "s-", label="FISTA from the encoder")
+    ax.axhline(r["encoder_rel_error"], color="C3", ls="--", label="trained encoder (1 pass)")
+    ax.axhline(r["untrained_rel_error"], color="C7", ls=":",
+               label="untrained encoder = 1 ISTA step")  # fmt: skip
     ax.set_xlabel("FISTA iterations")
     ax.set_ylabel("||z - z*|| / ||z*||")
     ax.legend(fontsize=7)
@@ -155,29 +171,17 @@ def joint(args) -> None:
     model.fit(crops, epochs=args.epochs, batch_size=16, max_iter=100, kernel_steps=10,
               alpha=args.alpha, encoder_lr=3e-3, progress=False)  # fmt: skip
     seconds = time.perf_counter() - start
-    test = torch.from_numpy(_crops("natural", 16, 40, seed=5))
+    r = _encoder_report(model, args.lam)
     K = model.kernels.data
-    zstar = solve_conv_lasso(test, K, args.lam, max_iter=3000, tol=1e-7).z
-    enc = model.encoder(test).detach()
-    rel = lambda z: float(torch.linalg.vector_norm(z - zstar) / torch.linalg.vector_norm(zstar))  # noqa: E731
-    iters = [1, 2, 3, 5, 10, 20, 30, 50, 75, 100]
-    fista_err = [rel(solve_conv_lasso(test, K, args.lam, max_iter=k, tol=1e-12).z) for k in iters]
-    warm_err = [rel(solve_conv_lasso(test, K, args.lam, max_iter=k, tol=1e-12, z0=enc).z)
-                for k in iters]  # fmt: skip
-    untrained = lvebm.ConvSparseCoding.from_kernels(K, args.lam)
-    untrained.encoder.init_from_kernels(K, args.lam, conv_operator(K, (40, 40)).lipschitz())
-    untrained_err = rel(untrained.encoder(test).detach())
-    _error_figure(iters, fista_err, warm_err, rel(enc), untrained_err,
-                  FIG / "conv_joint_error.png")  # fmt: skip
+    _error_figure(r, FIG / "conv_joint_error.png")
     title = f"16 kernels 9x9, trained with the encoder (alpha={args.alpha})"
     save_atom_grid(K.numpy()[:, 0], FIG / "conv_joint_kernels.png", title=title)
-    _write("conv_joint.json", {
-        "lam": args.lam, "alpha": args.alpha, "epochs": args.epochs, "seconds": round(seconds, 1),
-        "energy": model.history_, "encoder_rel_error": rel(enc),
-        "untrained_rel_error": untrained_err, "fista_iters": iters,
-        "fista_rel_error": fista_err, "warm_rel_error": warm_err,
-    })  # fmt: skip
-    print(json.dumps({"encoder_rel_error": rel(enc), "fista_rel_error": fista_err}))
+    for tensor in ("test", "zstar", "enc"):
+        r.pop(tensor)
+    run = {"lam": args.lam, "alpha": args.alpha, "epochs": args.epochs,
+           "seconds": round(seconds, 1), "energy": model.history_}  # fmt: skip
+    _write("conv_joint.json", {**run, **r})
+    print(json.dumps({k: r[k] for k in ("encoder_rel_error", "fista_rel_error")}))
 
 
 def _cnn(m: int) -> torch.nn.Module:

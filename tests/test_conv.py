@@ -109,12 +109,16 @@ def test_fft_and_direct_forms_give_the_same_maps(rng):
     np.testing.assert_allclose(Zf, Zd, atol=1e-7)
 
 
-@pytest.fixture(scope="module")
-def fitted():
-    rng = np.random.default_rng(1)
+def _planted_images(rng) -> tuple[np.ndarray, np.ndarray]:
+    """24 images (24, 1, 16, 16) made of 3 random 5x5 kernels and 3%-sparse maps; (Y, K)."""
     K = _kernels(rng, 3, 1, 5)
     Z = rng.normal(size=(24, 3, 20, 20)) * (rng.random((24, 3, 20, 20)) < 0.03)
-    Y = lvebm.ConvSparseCoding.from_kernels(K, 0.05).reconstruct(Z.astype(np.float32))
+    return lvebm.ConvSparseCoding.from_kernels(K, 0.05).reconstruct(Z.astype(np.float32)), K
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    Y, K = _planted_images(np.random.default_rng(1))
     model = lvebm.ConvSparseCoding(3, 5, lam=0.05, seed=0)
     model.fit(Y, epochs=6, batch_size=8, progress=False)
     return model, Y, K
@@ -278,10 +282,7 @@ def test_conv_lasso_with_a_prediction_term_satisfies_its_kkt_conditions(rng):
 
 
 def test_joint_encoder_training_lowers_the_psd_energy_and_the_prediction_error():
-    rng = np.random.default_rng(2)
-    K = _kernels(rng, 3, 1, 5)
-    Z = rng.normal(size=(24, 3, 20, 20)) * (rng.random((24, 3, 20, 20)) < 0.03)
-    Y = lvebm.ConvSparseCoding.from_kernels(K, 0.05).reconstruct(Z.astype(np.float32))
+    Y, _ = _planted_images(np.random.default_rng(2))
     model = lvebm.ConvSparseCoding(3, 5, lam=0.05, seed=0)
     L = Conv2d(model.kernels.data, (20, 20)).lipschitz()
     model.encoder.init_from_kernels(model.kernels.data, 0.05, L)
