@@ -59,20 +59,24 @@ def held_out_curves(p, max_iter: int, cache: Path | None = None) -> dict[str, li
 
 
 def train_lista(p, K: int, *, seed: int = 0, cache: Path | None = None, training_set=None,
-                tag: str = "", **fit_options):  # fmt: skip
+                tag: str = "", init_from=None, **fit_options):  # fmt: skip
     """A LISTA trained with the library's defaults (plus ``fit_options``); (net, seconds).
 
     ``training_set`` is ``(X, Z)`` (rows and target codes), default the problem's
-    training rows; ``tag`` names it in the cache. With ``cache``, a network trained
-    before with the same settings is loaded instead (seconds is then the original
-    training time).
+    training rows; ``tag`` names it in the cache. ``init_from``: a trained shallower
+    LISTA whose layers start this one (:meth:`lvebm.LISTA.init_from`). With ``cache``, a
+    network trained before with the same settings is loaded instead (seconds is then
+    the original training time).
     """
     opts = "_".join(f"{k}-{v}" for k, v in sorted(fit_options.items()))
-    name = "_".join(x for x in (f"lista_K{K}_seed{seed}", tag, opts) if x)
+    grown = "" if init_from is None else f"from{init_from.steps}"
+    name = "_".join(x for x in (f"lista_K{K}_seed{seed}", tag, opts, grown) if x)
     folder = None if cache is None else cache / name
     if folder is not None and (folder / "seconds.txt").exists():
         return lvebm.load(folder), float((folder / "seconds.txt").read_text())
     net = lvebm.LISTA(p.W, p.lam, steps=K)
+    if init_from is not None:
+        net.init_from(init_from)
     X, Z = (p.X_train, p.Z_train) if training_set is None else training_set
     start = time.perf_counter()
     net.fit(X, codes=Z, seed=seed, progress=False, **fit_options)
@@ -205,19 +209,34 @@ def plot_energy_time(data: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def error_table(p, ks: list[int], epochs: list[int], curves, *, seed: int, cache, training_set,
-                tag: str) -> tuple[list[dict], dict]:  # fmt: skip
-    """Train a LISTA per K and print its held-out error and FISTA/ISTA equivalents.
+def train_all(p, ks: list[int], epochs: list[int], *, init_from: int | None = None,
+              **options) -> dict[int, tuple]:  # fmt: skip
+    """``{K: (net, seconds)}`` trained by :func:`train_lista` in the order given.
 
-    Returns the table's rows and the trained networks by K.
+    With ``init_from`` = K0 (which must come first in ``ks``), every deeper network
+    starts from the trained K0 network's layers.
+    """
+    if init_from is not None and ks[0] != init_from:
+        raise SystemExit("error: --init-from K0 needs K0 first in --steps")
+    trained: dict[int, tuple] = {}
+    for K, ep in zip(ks, epochs, strict=True):
+        base = trained[init_from][0] if init_from is not None and K > init_from else None
+        trained[K] = train_lista(p, K, init_from=base, epochs=ep, **options)
+    return trained
+
+
+def error_table(p, trained: dict[int, tuple], epochs: list[int],
+                curves) -> tuple[list[dict], dict]:  # fmt: skip
+    """Print each trained LISTA's held-out error and FISTA/ISTA equivalents.
+
+    ``trained`` is :func:`train_all`'s output; returns the table's rows and the
+    networks by K.
     """
     rows, nets = [], {}
     print("| K | epochs | LISTA held-out error | train error | FISTA iterations to match | "
           "ratio | ISTA iterations to match | training s |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
-    for K, ep in zip(ks, epochs, strict=True):
-        net, secs = train_lista(p, K, seed=seed, cache=cache, training_set=training_set,
-                                tag=tag, epochs=ep)  # fmt: skip
+    for (K, (net, secs)), ep in zip(trained.items(), epochs, strict=True):
         test, train = errors(net, p)
         f_eq, i_eq = fista_equivalent(test, curves["FISTA"]), fista_equivalent(test, curves["ISTA"])
         nets[K] = net
@@ -252,6 +271,8 @@ def main(argv=None) -> dict:
                     help="training set: digits plus random affine copies (default), plus "
                          "their four one-pixel shifts, or the digits alone")  # fmt: skip
     ap.add_argument("--views", type=int, default=DEFAULT_VIEWS, help="affine copies per digit")
+    ap.add_argument("--init-from", type=int, default=None,
+                    help="start every deeper network from this first K's layers")  # fmt: skip
     ap.add_argument("--train-only", action="store_true", help="only train and cache the networks")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -267,15 +288,14 @@ def main(argv=None) -> dict:
         training_set, tag = shifted_training_set(p, cache=args.cache), "shifts"
     else:
         training_set, tag = None, "plain"
+    trained = train_all(p, ks, epochs, init_from=args.init_from, seed=args.seed,
+                        cache=args.cache, training_set=training_set, tag=tag)  # fmt: skip
     if args.train_only:  # fill the cache (e.g. one process per K), report later
-        for K, ep in zip(ks, epochs, strict=True):
-            train_lista(p, K, seed=args.seed, cache=args.cache, training_set=training_set,
-                        tag=tag, epochs=ep)  # fmt: skip
         return {}
     curves = held_out_curves(p, CURVE_ITERS, args.cache)
-    table, nets = error_table(p, ks, epochs, curves, seed=args.seed, cache=args.cache,
-                              training_set=training_set, tag=tag)  # fmt: skip
+    table, nets = error_table(p, trained, epochs, curves)
     results: dict = {"table": table, "augment": args.augment, "views": args.views,
+                     "init_from": args.init_from,
                      "n_fit_rows": int((p.X_train if training_set is None else
                                         training_set[0]).shape[0])}  # fmt: skip
     if 3 in nets:

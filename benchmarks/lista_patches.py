@@ -22,7 +22,14 @@ from pathlib import Path
 import torch
 
 from ._patches_problem import LAM, N_ATOMS, PATCH, patches_problem
-from .lista_mnist import CURVE_ITERS, error_table, held_out_curves, plot_errors, steps_and_epochs
+from .lista_mnist import (
+    CURVE_ITERS,
+    error_table,
+    held_out_curves,
+    plot_errors,
+    steps_and_epochs,
+    train_all,
+)
 
 
 def main(argv=None) -> dict:
@@ -37,8 +44,8 @@ def main(argv=None) -> dict:
     ks, epochs = steps_and_epochs(args.steps, args.epochs)
     p = patches_problem(cache=args.cache, seed=args.seed)
     curves = held_out_curves(p, CURVE_ITERS, args.cache)
-    table, _ = error_table(p, ks, epochs, curves, seed=args.seed, cache=args.cache,
-                           training_set=None, tag="")  # fmt: skip
+    trained = train_all(p, ks, epochs, seed=args.seed, cache=args.cache)
+    table, _ = error_table(p, trained, epochs, curves)
     nnz = float((p.Z_test != 0).sum(1).mean())
     results = {"benchmark": "lista_patches", "patch": PATCH, "atoms": N_ATOMS, "lam": LAM,
                "n_train": int(p.X_train.shape[0]), "n_test": int(p.X_test.shape[0]),

@@ -299,3 +299,21 @@ def test_cli_augment_modes(rng, mode, target, rows):
     assert (Zf is None) == (target == "energy")
     if Zf is not None:
         assert Zf.shape == (rows, 20)
+
+
+@pytest.mark.parametrize("variant", ["lista", "cp", "alista"])
+def test_init_from_a_shallower_network_reproduces_its_layers(rng, variant):
+    D = random_dictionary(rng, 12, 20)
+    Y = torch.tensor(rng.normal(size=(30, 12)))
+    small = lvebm.LISTA(D, 0.1, steps=2, variant=variant)
+    with torch.no_grad():
+        for q in small.parameters():  # as if trained: away from the initialisation
+            q.mul_(torch.tensor(rng.uniform(0.8, 1.2, size=q.shape)))
+    deep = lvebm.LISTA(D, 0.1, steps=5, variant=variant).init_from(small)
+    torch.testing.assert_close(deep(Y, steps=2), small(Y), rtol=0, atol=1e-12)
+    fresh = lvebm.LISTA(D, 0.1, steps=5, variant=variant)
+    for name, q in fresh.named_parameters():  # later layers keep their initialisation
+        n = dict(small.named_parameters())[name].shape[0]
+        torch.testing.assert_close(dict(deep.named_parameters())[name][n:], q[n:])
+    with pytest.raises(ValueError, match="at most 5 layers"):
+        deep.init_from(lvebm.LISTA(D, 0.1, steps=6, variant=variant))

@@ -209,6 +209,29 @@ class LISTA(nn.Module):
         return coupled_forward(y, self.dictionary, self.W_analytic, self.theta, self.gamma,
                                steps=K, **ss)  # fmt: skip
 
+    @torch.no_grad()
+    def init_from(self, shallower: LISTA) -> LISTA:
+        """Copy the layers of a trained ``shallower`` network into the first layers of this one.
+
+        The remaining layers keep their initialisation (ISTA steps, or ALISTA's), so
+        the first ``shallower.steps`` layers compute exactly what ``shallower`` does and
+        training starts from it: deep unrolled networks trained from the ISTA point
+        alone train slowly (docs/lista.md). Both networks must have the same
+        dictionary shape, variant and tying, and ``shallower`` no more layers.
+        """
+        a, b = shallower.config, self.config
+        same = (a.n_features, a.n_atoms, a.variant, a.tied) == (b.n_features, b.n_atoms,
+                                                                  b.variant, b.tied)  # fmt: skip
+        if not isinstance(shallower, LISTA) or not same or a.steps > b.steps:
+            raise LvebmValueError(
+                "`shallower` must be a LISTA with the same dictionary shape, variant and tying "
+                f"and at most {b.steps} layers; got {a}."
+            )
+        mine = dict(self.named_parameters())
+        for name, q in shallower.named_parameters():  # stacked along the layer axis
+            mine[name][: q.shape[0]].copy_(q)
+        return self
+
     def _signals(self, y: ArrayLike, name: str = "y") -> torch.Tensor:
         return as_batch(y, name, self.dictionary, "(n, d)", "dictionary")
 
