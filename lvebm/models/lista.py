@@ -277,9 +277,9 @@ class LISTA(nn.Module):
         Adam with rate ``lr``; ``schedule="step"`` divides it by 10 for the last
         ``1 - STEP_DECAY_AT`` of the steps, ``"cosine"`` anneals it to 0, ``"constant"``
         keeps it (the step count is Adam's, so a resumed run continues the schedule).
-        On MNIST (``benchmarks/lista_mnist_ablation.py``) what mattered was more data
-        (shifted copies of the digits, passed in ``data`` with their ``codes``) and so
-        more steps; the schedule changed little. ``history_`` holds each epoch's mean
+        On MNIST (docs/lista.md) what mattered was more data: deformed copies of the
+        digits with their codes (:func:`deformed_training_set`, passed as ``data`` and
+        ``codes``), and so more steps; the schedule changed little. ``history_`` holds each epoch's mean
         loss. ``checkpoint_dir``, ``checkpoint_every`` and ``resume`` are passed to
         :func:`lvebm.training.run_epochs` (weights and Adam state are checkpointed).
         """
