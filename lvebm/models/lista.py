@@ -279,8 +279,9 @@ class LISTA(nn.Module):
         keeps it (the step count is Adam's, so a resumed run continues the schedule).
         On MNIST (docs/lista.md) what mattered was more data: deformed copies of the
         digits with their codes (:func:`deformed_training_set`, passed as ``data`` and
-        ``codes``), and so more steps; the schedule changed little. ``history_`` holds each epoch's mean
-        loss. ``checkpoint_dir``, ``checkpoint_every`` and ``resume`` are passed to
+        ``codes``), and so more steps; the schedule changed little. ``history_`` holds
+        each epoch's mean loss. ``checkpoint_dir``, ``checkpoint_every`` and ``resume`` are
+        passed to
         :func:`lvebm.training.run_epochs` (weights and Adam state are checkpointed).
         """
         Y = self._signals(data, "data")
