@@ -281,8 +281,8 @@ class LISTA(nn.Module):
         digits with their codes (:func:`deformed_training_set`, passed as ``data`` and
         ``codes``), and so more steps; the schedule changed little. ``history_`` holds
         each epoch's mean loss. ``checkpoint_dir``, ``checkpoint_every`` and ``resume`` are
-        passed to
-        :func:`lvebm.training.run_epochs` (weights and Adam state are checkpointed).
+        passed to :func:`lvebm.training.run_epochs` (weights and Adam state are
+        checkpointed).
         """
         Y = self._signals(data, "data")
         epochs, batch_size = check_fit_args(epochs, batch_size)
