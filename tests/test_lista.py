@@ -317,3 +317,5 @@ def test_init_from_a_shallower_network_reproduces_its_layers(rng, variant):
         torch.testing.assert_close(dict(deep.named_parameters())[name][n:], q[n:])
     with pytest.raises(ValueError, match="at most 5 layers"):
         deep.init_from(lvebm.LISTA(D, 0.1, steps=6, variant=variant))
+    with pytest.raises(ValueError, match="must be a LISTA"):
+        deep.init_from(object())

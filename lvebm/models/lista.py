@@ -219,13 +219,13 @@ class LISTA(nn.Module):
         alone train slowly (docs/lista.md). Both networks must have the same
         dictionary shape, variant and tying, and ``shallower`` no more layers.
         """
-        a, b = shallower.config, self.config
-        same = (a.n_features, a.n_atoms, a.variant, a.tied) == (b.n_features, b.n_atoms,
-                                                                  b.variant, b.tied)  # fmt: skip
-        if not isinstance(shallower, LISTA) or not same or a.steps > b.steps:
+        b = self.config
+        a = shallower.config if isinstance(shallower, LISTA) else None
+        key = (b.n_features, b.n_atoms, b.variant, b.tied)
+        if a is None or (a.n_features, a.n_atoms, a.variant, a.tied) != key or a.steps > b.steps:
             raise LvebmValueError(
                 "`shallower` must be a LISTA with the same dictionary shape, variant and tying "
-                f"and at most {b.steps} layers; got {a}."
+                f"and at most {b.steps} layers; got {a if a is not None else type(shallower)}."
             )
         mine = dict(self.named_parameters())
         for name, q in shallower.named_parameters():  # stacked along the layer axis
