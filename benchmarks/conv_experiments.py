@@ -53,6 +53,7 @@ def sweep(args) -> None:
         K = model.kernels.numpy()[:, 0]
         save_atom_grid(K, FIG / f"conv_sweep_{m}.png", title=f"{m} kernels 9x9")
         out[str(m)] = {"seconds": round(time.perf_counter() - start, 1), "epochs": args.epochs,
+                       "crops": args.n_crops,
                        "energy": model.history_}  # fmt: skip
         lvebm.save(model, f"/tmp/conv_models/sweep_{m}")
         print(m, out[str(m)], flush=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+import numpy as np
+import scipy.fft
 import torch
 import torch.nn.functional as F
 
@@ -81,6 +83,10 @@ class Conv2d(LinearOperator):
     ``"mixed"`` synthesises by FFT and applies the adjoint by one ``conv2d`` of the
     padded residual (on CPU the fastest pair for large images: measured in
     ``docs/conv.md``).
+
+    On the CPU, outside autograd, the FFTs run in ``scipy.fft`` (pocketfft, with
+    ``torch.get_num_threads()`` workers), measured 2-2.5x faster than ``torch.fft`` here
+    on 32 maps of 519x519; with gradients required they run in ``torch.fft``.
     """
 
     def __init__(self, K: torch.Tensor, image_shape: tuple[int, int], *, method: str = "fft"):
@@ -93,6 +99,7 @@ class Conv2d(LinearOperator):
         if method in ("fft", "mixed"):
             self.grid = (_fast_len(H + s - 1), _fast_len(W + s - 1))
             self.Kf = torch.fft.rfft2(K, s=self.grid)  # (m, c, P, Q//2+1)
+            self._Kf_np = None  # numpy view of Kf for the scipy path, made on first use
         else:
             self.grid = None
             self.K_syn = K.flip(-1, -2).transpose(0, 1).contiguous()  # (c, m, s, s)
@@ -106,6 +113,8 @@ class Conv2d(LinearOperator):
         H, W = self.image_shape
         if self.method == "direct":
             return F.conv2d(z, self.K_syn)  # (n, c, H, W)
+        if self._use_scipy(z):
+            return self._scipy_forward(z)
         Zf = torch.fft.rfft2(z, s=self.grid)  # (n, m, P, Q')
         if self.K.shape[1] == 1:
             Yf = (Zf * self.Kf[:, 0]).sum(dim=1, keepdim=True)  # (n, 1, P, Q')
@@ -118,6 +127,8 @@ class Conv2d(LinearOperator):
         s = self.kernel_size
         if self.method in ("direct", "mixed"):
             return F.conv2d(F.pad(r, (s - 1,) * 4), self.K)  # (n, m, H+s-1, W+s-1)
+        if self._use_scipy(r):
+            return self._scipy_adjoint(r)
         Rf = torch.fft.rfft2(F.pad(r, (s - 1, 0, s - 1, 0)), s=self.grid)  # (n, c, P, Q')
         if self.K.shape[1] == 1:
             Gf = Rf * self.Kf[:, 0].conj()  # (n, m, P, Q')
@@ -125,6 +136,45 @@ class Conv2d(LinearOperator):
             Gf = torch.einsum("ncpq,mcpq->nmpq", Rf, self.Kf.conj())
         g = torch.fft.irfft2(Gf, s=self.grid)
         return g[..., : self.map_shape[0], : self.map_shape[1]]
+
+    def _use_scipy(self, x: torch.Tensor) -> bool:
+        """Whether the FFTs can run in ``scipy.fft``: CPU, real dtype, no autograd."""
+        grad = torch.is_grad_enabled() and (x.requires_grad or self.K.requires_grad)
+        return x.device.type == "cpu" and not grad and x.dtype in (torch.float32, torch.float64)
+
+    def _kernel_spectrum(self) -> np.ndarray:
+        if self._Kf_np is None:
+            self._Kf_np = self.Kf.detach().resolve_conj().numpy()  # (m, c, P, Q')
+        return self._Kf_np
+
+    def _scipy_forward(self, z: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` with ``scipy.fft`` (CPU, no autograd)."""
+        s, (H, W), workers = self.kernel_size, self.image_shape, torch.get_num_threads()
+        Kf = self._kernel_spectrum()
+        Zf = scipy.fft.rfft2(z.detach().numpy(), s=self.grid, workers=workers)  # (n, m, P, Q')
+        if Kf.shape[1] == 1:
+            Zf *= Kf[:, 0]
+            Yf = Zf.sum(axis=1, keepdims=True)  # (n, 1, P, Q')
+        else:
+            Yf = np.einsum("nmpq,mcpq->ncpq", Zf, Kf)
+        y = scipy.fft.irfft2(Yf, s=self.grid, workers=workers)  # (n, c, P, Q)
+        return torch.from_numpy(np.ascontiguousarray(y[..., s - 1 : s - 1 + H, s - 1 : s - 1 + W]))
+
+    def _scipy_adjoint(self, r: torch.Tensor) -> torch.Tensor:
+        """:meth:`adjoint` by FFT with ``scipy.fft`` (CPU, no autograd)."""
+        s, (H, W), workers = self.kernel_size, self.image_shape, torch.get_num_threads()
+        Kf = self._kernel_spectrum()
+        rp = np.zeros(r.shape[:2] + self.grid, dtype=r.detach().numpy().dtype)
+        rp[..., s - 1 : s - 1 + H, s - 1 : s - 1 + W] = r.detach().numpy()
+        Rf = scipy.fft.rfft2(rp, workers=workers)  # (n, c, P, Q')
+        if Kf.shape[1] == 1:
+            Gf = Rf * Kf[:, 0].conj()  # (n, m, P, Q')
+        else:
+            Gf = np.einsum("ncpq,mcpq->nmpq", Rf, Kf.conj())
+        g = scipy.fft.irfft2(Gf, s=self.grid, workers=workers)
+        return torch.from_numpy(
+            np.ascontiguousarray(g[..., : self.map_shape[0], : self.map_shape[1]])
+        )
 
     def lipschitz(self) -> float:
         """``max_f lambda_max(Khat(f)^H Khat(f))`` over the FFT grid, in float64.
