@@ -33,6 +33,12 @@ __all__ = ["conv_sparse_encode", "solve_conv_lasso", "conv_objective", "map_shap
 FFT_MIN_PIXELS = 32 * 32
 #: The ``method`` values of the convolutional solvers (see :func:`conv_operator`).
 CONV_METHODS = ("auto", "fft", "direct", "mixed")
+#: The ``solver`` values of :func:`conv_sparse_encode`.
+CONV_SOLVERS = ("auto", "fista", "workingset")
+#: From this many pixels per image ``solver="auto"`` picks the working set on the CPU.
+WORKINGSET_MIN_PIXELS = 128 * 128
+#: Default iteration budgets: FISTA iterations, or inner iterations of the working set.
+DEFAULT_MAX_ITER = {"fista": 500, "workingset": 5_000}
 
 
 def map_shape(image_shape: tuple[int, int], kernel_size: int) -> tuple[int, int]:
@@ -101,7 +107,8 @@ def conv_sparse_encode(
     K: ArrayLike,
     lam: float,
     *,
-    max_iter: int = 500,
+    solver: str = "auto",
+    max_iter: int | None = None,
     tol: float = 1e-4,
     z0: ArrayLike | None = None,
     nonneg: bool = False,
@@ -115,7 +122,10 @@ def conv_sparse_encode(
         0.5 * ||y - sum_i K_i * z_i||^2 + lam * sum_i ||z_i||_1
 
     by FISTA with adaptive restart and step ``1/L`` (``L`` the spectral bound of
-    :meth:`lvebm.operators.Conv2d.lipschitz`).
+    :meth:`lvebm.operators.Conv2d.lipschitz`), or by the working-set method of
+    :mod:`lvebm.conv_workingset` (restricted FISTA on the support and its likely
+    additions, certified by the duality gap), which is much faster on large images
+    whose optimal maps are sparse.
 
     Parameters
     ----------
@@ -123,15 +133,22 @@ def conv_sparse_encode(
     K : array or tensor of shape (m, c, s, s)
         Kernels (unit norm over (c, s, s) is conventional, not required).
     lam : float >= 0
-    max_iter : int
+    solver : {"auto", "fista", "workingset"}
+        "auto" takes the working set on the CPU for images of at least
+        :data:`WORKINGSET_MIN_PIXELS` pixels (batched FISTA otherwise).
+    max_iter : int, optional
+        FISTA iterations (default 500), or inner iterations of the working-set solver
+        summed over its working sets (default 5,000).
     tol : float > 0
-        Stop when every image's relative change ``||z_t - z_{t-1}|| / ||z_t||`` <= tol.
+        FISTA: stop when every image's relative change ``||z_t - z_{t-1}|| / ||z_t||`` <=
+        tol. Working set: stop when the duality gap is <= tol times the objective (so the
+        relative suboptimality is certified to be <= tol).
     z0 : array of shape (n, m, H+s-1, W+s-1), optional
         Warm start.
     nonneg : bool
         Constrain maps to be non-negative.
     method : {"auto", "fft", "direct", "mixed"}
-        How the convolutions are computed; the result is the same up to round-off.
+        How FISTA's convolutions are computed; the result is the same up to round-off.
     device : where to compute (default: ``Y``'s device).
 
     Returns
@@ -164,7 +181,9 @@ def conv_sparse_encode(
     check_finite(y, "Y")
     check_finite(Kt, "K")
     lam = check_nonneg_float(lam, "lam")
-    max_iter = check_int(max_iter, "max_iter")
+    check_choice(solver, "solver", CONV_SOLVERS)
+    solver = _pick_solver(solver, y)
+    max_iter = check_int(DEFAULT_MAX_ITER[solver] if max_iter is None else max_iter, "max_iter")
     tol = check_positive_float(tol, "tol")
     check_choice(method, "method", CONV_METHODS)
     z_init = None
@@ -173,7 +192,20 @@ def conv_sparse_encode(
         z_init = as_tensor(z0, "z0", device=dev, dtype=y.dtype)
         check_shape(z_init, "z0", shape)
         check_finite(z_init, "z0")
-    res = solve_conv_lasso(
-        y, Kt, lam, max_iter=max_iter, tol=tol, z0=z_init, nonneg=nonneg, method=method
-    )
+    if solver == "workingset":
+        from .conv_workingset import solve_conv_lasso_ws  # imports this module
+
+        res = solve_conv_lasso_ws(y, Kt, lam, max_iter=max_iter, tol=tol, z0=z_init, nonneg=nonneg)
+    else:
+        res = solve_conv_lasso(
+            y, Kt, lam, max_iter=max_iter, tol=tol, z0=z_init, nonneg=nonneg, method=method
+        )
     return output_converter(Y)(res.z)
+
+
+def _pick_solver(solver: str, y: torch.Tensor) -> str:
+    """``solver`` with "auto" resolved for images ``y`` (n, c, H, W)."""
+    if solver != "auto":
+        return solver
+    big = y.shape[-2] * y.shape[-1] >= WORKINGSET_MIN_PIXELS
+    return "workingset" if big and y.device.type == "cpu" else "fista"
