@@ -30,8 +30,8 @@ from lvebm.preprocess import sample_crops
 FIG = Path("docs/figures")
 
 
-def _crops(spec: str, n: int, size: int, seed: int = 0) -> np.ndarray:
-    prep = [PREPROCESS["highpass"](im) for im in load_images(spec)]
+def _crops(spec: str, n: int, size: int, seed: int = 0, pre: str = "highpass") -> np.ndarray:
+    prep = [PREPROCESS[pre](im) for im in load_images(spec)]
     return sample_crops(prep, size, n, seed=seed)
 
 
@@ -41,7 +41,8 @@ def _write(name: str, payload: dict) -> None:
 
 
 def sweep(args) -> None:
-    crops = _crops("natural", args.n_crops, 32)
+    crops = _crops("natural", args.n_crops, 32, pre=args.preprocess)
+    tag = "" if args.preprocess == "highpass" else f"_{args.preprocess}"
     previous = FIG / "conv_sweep.json"  # runs of other filter counts are kept
     out = json.loads(previous.read_text())["runs"] if previous.exists() else {}
     for m in args.filters:
@@ -51,13 +52,13 @@ def sweep(args) -> None:
             crops, epochs=args.epochs, batch_size=16, max_iter=100, kernel_steps=10, progress=False
         )
         K = model.kernels.numpy()[:, 0]
-        save_atom_grid(K, FIG / f"conv_sweep_{m}.png", title=f"{m} kernels 9x9")
-        out[str(m)] = {"seconds": round(time.perf_counter() - start, 1), "epochs": args.epochs,
-                       "crops": args.n_crops,
+        save_atom_grid(K, FIG / f"conv_sweep_{m}{tag}.png", title=f"{m} kernels 9x9{tag}")
+        out[f"{m}{tag}"] = {"seconds": round(time.perf_counter() - start, 1),
+                       "epochs": args.epochs, "crops": args.n_crops,
                        "energy": model.history_}  # fmt: skip
-        lvebm.save(model, f"/tmp/conv_models/sweep_{m}")
-        print(m, out[str(m)], flush=True)
-    _write("conv_sweep.json", {"lam": args.lam, "crops": args.n_crops, "runs": out})
+        lvebm.save(model, f"/tmp/conv_models/sweep_{m}{tag}")
+        print(m, out[f"{m}{tag}"], flush=True)
+    _write("conv_sweep.json", {"lam": args.lam, "runs": out})  # runs without "crops": 64
 
 
 def color(args) -> None:
@@ -259,6 +260,9 @@ def main() -> None:
     )
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--n-crops", type=int, default=64)
+    p.add_argument(
+        "--preprocess", choices=sorted(PREPROCESS), default="highpass", help="sweep's images"
+    )
     p.add_argument("--steps", type=int, default=300, help="CNN training steps (mnist)")
     p.add_argument("--mnist", default=None, help="MNIST path (default $LVEBM_MNIST / shared)")
     args = p.parse_args()
