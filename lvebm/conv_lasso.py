@@ -27,7 +27,7 @@ from .operators import Conv2d
 from .regularizers import L1, NonNegL1
 from .solvers import LeastSquares, SolveResult, WithPrediction, fista
 
-__all__ = ["conv_sparse_encode", "solve_conv_lasso", "conv_objective", "map_shape"]
+__all__ = ["conv_sparse_encode", "solve_conv", "solve_conv_lasso", "conv_objective", "map_shape"]
 
 #: Below this many pixels per image the direct ``conv2d`` beats the FFT on CPU (measured).
 FFT_MIN_PIXELS = 32 * 32
@@ -182,7 +182,7 @@ def conv_sparse_encode(
     check_finite(Kt, "K")
     lam = check_nonneg_float(lam, "lam")
     check_choice(solver, "solver", CONV_SOLVERS)
-    solver = _pick_solver(solver, y)
+    solver = pick_solver(solver, y)
     max_iter = check_int(DEFAULT_MAX_ITER[solver] if max_iter is None else max_iter, "max_iter")
     tol = check_positive_float(tol, "tol")
     check_choice(method, "method", CONV_METHODS)
@@ -192,18 +192,37 @@ def conv_sparse_encode(
         z_init = as_tensor(z0, "z0", device=dev, dtype=y.dtype)
         check_shape(z_init, "z0", shape)
         check_finite(z_init, "z0")
-    if solver == "workingset":
-        from .conv_workingset import solve_conv_lasso_ws  # imports this module
-
-        res = solve_conv_lasso_ws(y, Kt, lam, max_iter=max_iter, tol=tol, z0=z_init, nonneg=nonneg)
-    else:
-        res = solve_conv_lasso(
-            y, Kt, lam, max_iter=max_iter, tol=tol, z0=z_init, nonneg=nonneg, method=method
-        )
+    res = solve_conv(
+        y, Kt, lam, solver=solver, max_iter=max_iter, tol=tol, z0=z_init, nonneg=nonneg,
+        method=method,
+    )  # fmt: skip
     return output_converter(Y)(res.z)
 
 
-def _pick_solver(solver: str, y: torch.Tensor) -> str:
+def solve_conv(
+    y: torch.Tensor,
+    K: torch.Tensor,
+    lam: float,
+    *,
+    solver: str,
+    max_iter: int,
+    tol: float,
+    z0: torch.Tensor | None = None,
+    nonneg: bool = False,
+    method: str = "auto",
+) -> SolveResult:
+    """The convolutional lasso by ``solver`` ("fista" or "workingset", already resolved
+    by :func:`pick_solver`); tensor level, does not validate."""
+    if solver == "workingset":
+        from .conv_workingset import solve_conv_lasso_ws  # that module imports this one
+
+        return solve_conv_lasso_ws(y, K, lam, max_iter=max_iter, tol=tol, z0=z0, nonneg=nonneg)
+    return solve_conv_lasso(
+        y, K, lam, max_iter=max_iter, tol=tol, z0=z0, nonneg=nonneg, method=method
+    )
+
+
+def pick_solver(solver: str, y: torch.Tensor) -> str:
     """``solver`` with "auto" resolved for images ``y`` (n, c, H, W)."""
     if solver != "auto":
         return solver

@@ -85,8 +85,9 @@ class Conv2d(LinearOperator):
     ``docs/conv.md``).
 
     On the CPU, outside autograd, the FFTs run in ``scipy.fft`` (pocketfft, with
-    ``torch.get_num_threads()`` workers), measured 2-2.5x faster than ``torch.fft`` here
-    on 32 maps of 519x519; with gradients required they run in ``torch.fft``.
+    ``torch.get_num_threads()`` workers): on 32 maps of 519x519 padded to 540x540 its
+    forward transform takes 37 ms against 64 ms for ``torch.fft`` (2 threads; 60 against
+    110 ms on one); with gradients required they run in ``torch.fft``.
     """
 
     def __init__(self, K: torch.Tensor, image_shape: tuple[int, int], *, method: str = "fft"):
@@ -151,7 +152,9 @@ class Conv2d(LinearOperator):
         """:meth:`forward` with ``scipy.fft`` (CPU, no autograd)."""
         s, (H, W), workers = self.kernel_size, self.image_shape, torch.get_num_threads()
         Kf = self._kernel_spectrum()
-        Zf = scipy.fft.rfft2(z.detach().numpy(), s=self.grid, workers=workers)  # (n, m, P, Q')
+        zp = np.zeros(z.shape[:2] + self.grid, dtype=z.detach().numpy().dtype)
+        zp[..., : z.shape[-2], : z.shape[-1]] = z.detach().numpy()  # padding first: the
+        Zf = scipy.fft.rfft2(zp, workers=workers)  # workers then split evenly; (n, m, P, Q')
         if Kf.shape[1] == 1:
             Zf *= Kf[:, 0]
             Yf = Zf.sum(axis=1, keepdims=True)  # (n, 1, P, Q')

@@ -10,7 +10,7 @@ import torch
 
 import lvebm
 import lvebm.conv_workingset as cw
-from lvebm.conv_lasso import _pick_solver, conv_objective, solve_conv_lasso
+from lvebm.conv_lasso import conv_objective, pick_solver, solve_conv_lasso
 from lvebm.operators import Conv2d
 
 
@@ -141,11 +141,24 @@ def test_conv_sparse_encode_solvers_agree(rng):
 
 
 def test_auto_solver_takes_the_working_set_for_large_cpu_images():
-    assert _pick_solver("auto", torch.zeros(1, 1, 128, 128)) == "workingset"
-    assert _pick_solver("auto", torch.zeros(4, 1, 32, 32)) == "fista"
-    assert _pick_solver("fista", torch.zeros(1, 1, 512, 512)) == "fista"
+    assert pick_solver("auto", torch.zeros(1, 1, 128, 128)) == "workingset"
+    assert pick_solver("auto", torch.zeros(4, 1, 32, 32)) == "fista"
+    assert pick_solver("fista", torch.zeros(1, 1, 512, 512)) == "fista"
 
 
 def test_conv_sparse_encode_rejects_an_unknown_solver():
     with pytest.raises(ValueError, match="solver"):
         lvebm.conv_sparse_encode(np.ones((1, 1, 5, 5)), np.ones((1, 1, 3, 3)), 0.1, solver="cd")
+
+
+def test_model_encode_takes_the_solver(rng):
+    model = lvebm.ConvSparseCoding(3, 5, 1, 0.6, seed=0)
+    Y = rng.normal(size=(1, 1, 16, 16))
+    a = model.encode(Y, solver="workingset", tol=1e-10)
+    b = model.encode(Y, solver="fista", tol=1e-10, max_iter=20_000)
+    K = model.kernels.detach().double()
+    fa = conv_objective(torch.tensor(Y), K, torch.tensor(a).double(), 0.6)
+    fb = conv_objective(torch.tensor(Y), K, torch.tensor(b).double(), 0.6)
+    np.testing.assert_allclose(fa, fb, rtol=1e-6)
+    with pytest.raises(ValueError, match="solver"):
+        model.encode(Y, solver="admm")

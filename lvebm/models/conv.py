@@ -32,9 +32,13 @@ from .._checks import (
 )
 from ..conv_lasso import (
     CONV_METHODS,
+    CONV_SOLVERS,
+    DEFAULT_MAX_ITER,
     conv_objective,
     conv_operator,
     map_shape,
+    pick_solver,
+    solve_conv,
     solve_conv_lasso,
 )
 from ..io import register_model
@@ -196,35 +200,33 @@ class ConvSparseCoding(nn.Module):
         self,
         images: ArrayLike,
         *,
-        max_iter: int = 500,
+        solver: str = "auto",
+        max_iter: int | None = None,
         tol: float = 1e-4,
         z0: ArrayLike | None = None,
         method: str = "auto",
     ) -> ArrayLike:
-        """Optimal maps (n, m, H+s-1, W+s-1) of images (n, c, H, W) by batched FISTA.
+        """Optimal maps (n, m, H+s-1, W+s-1) of images (n, c, H, W).
 
-        Stops at ``max_iter`` or when every image's relative change is <= ``tol``;
-        ``z0`` warm-starts; ``method`` ("auto", "fft", "direct", "mixed") picks the convolution.
+        ``solver``, ``max_iter`` and ``tol`` as in :func:`lvebm.conv_sparse_encode`
+        (batched FISTA, or the working set for large images on the CPU); ``z0``
+        warm-starts; ``method`` ("auto", "fft", "direct", "mixed") picks FISTA's
+        convolution.
         """
         y = self._images(images)
-        max_iter = check_int(max_iter, "max_iter")
+        check_choice(solver, "solver", CONV_SOLVERS)
+        solver = pick_solver(solver, y)
+        max_iter = check_int(DEFAULT_MAX_ITER[solver] if max_iter is None else max_iter, "max_iter")
         tol = check_positive_float(tol, "tol")
         check_choice(method, "method", CONV_METHODS)
         z_init = None if z0 is None else self._maps(z0, y, "z0")
         with torch.no_grad():
-            res = solve_conv_lasso(
-                y,
-                self.kernels.detach(),
-                self.lam,
-                max_iter=max_iter,
-                tol=tol,
-                z0=z_init,
-                method=method,
-            )
+            res = solve_conv(y, self.kernels.detach(), self.lam, solver=solver,
+                             max_iter=max_iter, tol=tol, z0=z_init, method=method)  # fmt: skip
         return output_converter(images)(res.z)
 
     def free_energy(
-        self, images: ArrayLike, *, max_iter: int = 500, tol: float = 1e-4
+        self, images: ArrayLike, *, max_iter: int | None = None, tol: float = 1e-4
     ) -> ArrayLike:
         """``min_z E(y, z)`` per image, shape (n,)."""
         y = self._images(images)
