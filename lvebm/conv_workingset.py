@@ -125,9 +125,14 @@ class _Problem:
         self.lam, self.nonneg = lam, nonneg
 
     def prox(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        """Soft thresholding of ``x`` by ``t`` (one-sided with ``nonneg``), one pass."""
         if self.nonneg:
             return torch.clamp(x - t, min=0)
-        return torch.sign(x) * torch.clamp(x.abs() - t, min=0)
+        return torch.nn.functional.softshrink(x, t)
+
+    def residual(self, Az: torch.Tensor) -> torch.Tensor:
+        """``A z - y`` on the image (zero outside it), overwriting ``Az``."""
+        return Az.sub_(self.y).mul_(self.mask)
 
     def correlation(self, g: torch.Tensor) -> float:
         """``||A^T rho||_inf`` (largest positive entry with ``nonneg``) from ``g = A^T rho``."""
@@ -190,24 +195,25 @@ def _inner(op: RestrictedConv, prob: _Problem, z: torch.Tensor, L: float, eps: f
     ``report(iterations, objective)`` called); if the objective rose (``L``
     underestimated by the power iteration) ``L`` doubles and the momentum restarts.
     """
-    x, t, lam = z.clone(), 1.0, prob.lam
+    x, t, lam = z.clone(), 1.0, prob.lam  # x is updated in place
     history: deque = deque(maxlen=EXTRAPOLATE + 1)
     acc, previous, it = None, float("inf"), 0
-    rho = (prob.y - op.forward(z)) * prob.mask
+    rho = prob.residual(op.forward(z)).neg_()
     primal = prob.primal(rho, z)
     for it in range(1, max_iter + 1):  # noqa: B007 (reported)
-        grad = op.adjoint((op.forward(x) - prob.y) * prob.mask)
-        z_new = prob.prox(x - grad / L, lam / L)
+        grad = op.adjoint(prob.residual(op.forward(x)))
+        z_new = prob.prox(x.sub_(grad, alpha=1.0 / L), lam / L)  # x is rebuilt below
         d = z_new - z
-        if float(torch.dot(x - z_new, d)) > 0:  # momentum points uphill: restart
-            t_new, x = 1.0, z_new
+        # restart test (x - z_new).d > 0 with x already moved by -grad/L: (x_old - z_new).d
+        if float(torch.dot(x.add_(grad, alpha=1.0 / L).sub_(z_new), d)) > 0:
+            t_new, x = 1.0, z_new.clone()
         else:
             t_new = 0.5 * (1.0 + (1.0 + 4.0 * t * t) ** 0.5)
-            x = z_new + ((t - 1.0) / t_new) * d
+            x = torch.add(z_new, d, alpha=(t - 1.0) / t_new)
         z, t = z_new, t_new
         if it % INNER_CHECK:
             continue
-        rho = (prob.y - op.forward(z)) * prob.mask
+        rho = prob.residual(op.forward(z)).neg_()
         primal = prob.primal(rho, z)
         report(it, primal)
         if primal > previous * (1.0 + 1e-3):
