@@ -43,3 +43,13 @@ def random_dictionary(rng: np.random.Generator, d: int, k: int) -> np.ndarray:
     """A (d, k) Gaussian dictionary with unit-norm columns."""
     W = rng.normal(size=(d, k))
     return W / np.linalg.norm(W, axis=0)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny problems: one torch thread avoids oversubscription on shared CI cores
+    (use with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

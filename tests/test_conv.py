@@ -13,14 +13,7 @@ from lvebm.conv_lasso import conv_objective
 from lvebm.operators import Conv2d
 from lvebm.preprocess import highpass, local_contrast_normalize, whiten_images
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These problems are tiny: one thread avoids oversubscription on shared CI cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _kernels(rng, m, c, s):

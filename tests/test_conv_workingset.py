@@ -13,13 +13,7 @@ import lvebm.conv_workingset as cw
 from lvebm.conv_lasso import conv_objective, pick_solver, solve_conv_lasso
 from lvebm.operators import Conv2d
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
