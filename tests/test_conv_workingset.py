@@ -156,3 +156,46 @@ def test_model_encode_takes_the_solver(rng):
     np.testing.assert_allclose(fa, fb, rtol=1e-6)
     with pytest.raises(ValueError, match="solver"):
         model.encode(Y, solver="admm")
+
+
+def test_support_solve_recovers_the_optimum_from_the_right_signs(rng):
+    K = _kernels(rng, 3, 1, 5)
+    y = torch.tensor(rng.normal(size=(1, 1, 20, 20)))
+    lam = 0.5
+    zstar = solve_conv_lasso(y, K, lam, max_iter=50_000, tol=1e-13).z[0].flatten()
+    prob = cw._Problem(y[0], 5, lam, nonneg=False)
+    start = zstar * (1 + 0.3 * torch.tensor(rng.uniform(size=zstar.shape)))  # same signs
+    z, rho = cw._support_solve(K, (24, 24), prob, start)
+    np.testing.assert_allclose(z, zstar, atol=1e-3)  # CG stops at 1e-5 * lam per equation
+    np.testing.assert_allclose(
+        conv_objective(y, K, z.view(1, 3, 24, 24), lam),
+        conv_objective(y, K, zstar.view(1, 3, 24, 24), lam),
+        rtol=1e-9,
+    )
+    full = Conv2d(K, (20, 20), method="direct").forward(z.view(1, 3, 24, 24))
+    np.testing.assert_allclose(rho.view(1, 28, 28)[:, 4:24, 4:24], (y - full)[0], atol=1e-12)
+
+
+def test_support_solve_keeps_signs_and_never_grows_the_support(rng):
+    K = _kernels(rng, 3, 1, 5)
+    y = torch.tensor(rng.normal(size=(1, 1, 20, 20)))
+    lam = 0.5
+    zstar = solve_conv_lasso(y, K, lam, max_iter=50_000, tol=1e-13).z[0].flatten()
+    prob = cw._Problem(y[0], 5, lam, nonneg=False)
+    start = zstar.clone()
+    off = (zstar == 0).nonzero().squeeze(1)
+    start[off[::20]] = torch.tensor(rng.choice([-1e-3, 1e-3], size=off[::20].numel()))
+    out = cw._support_solve(K, (24, 24), prob, start)
+    assert out is not None
+    z, _ = out
+    moved = z != 0
+    assert bool((start[moved] != 0).all())  # no entry outside the given support
+    assert bool((torch.sign(z[moved]) == torch.sign(start[moved])).all())
+
+
+def test_solver_result_is_never_worse_than_its_iterates(rng, small_sets):
+    K = _kernels(rng, 4, 1, 5)
+    y = torch.tensor(rng.normal(size=(1, 1, 24, 24)))
+    seen = []
+    res = cw.solve_conv_lasso_ws(y, K, 0.4, tol=1e-9, callback=lambda t, v: seen.append(v))
+    assert float(res.objective[0]) <= min(seen) * (1 + 1e-12)
