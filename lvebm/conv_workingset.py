@@ -174,6 +174,13 @@ def _extrapolate(history: deque) -> torch.Tensor | None:
     return ((c / c.sum()) @ R[1:]).to(history[0].dtype)
 
 
+def _start_vector(v: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """``v`` with its zero entries (new in the working set) drawn at random."""
+    new = v == 0
+    fill = torch.randn(int(new.sum()), generator=gen, dtype=v.dtype).to(v.device)
+    return v.masked_scatter(new, fill)
+
+
 def _power(
     op: RestrictedConv, mask: torch.Tensor, v: torch.Tensor, steps: int
 ) -> tuple[float, torch.Tensor]:
@@ -330,10 +337,13 @@ def _solve_one(y, K, lam, *, tol, max_iter, z0, nonneg, callback):
     maps = map_shape(tuple(y.shape[-2:]), s)
     dense = conv_operator(K, tuple(y.shape[-2:]))
     prob = _Problem(y, s, lam, nonneg)
-    z = y.new_zeros(m * maps[0] * maps[1]) if z0 is None else z0.flatten().clone()
-    rho = _image_residual(dense, prob, z, (m,) + maps)
-    power = torch.randn(z.shape, generator=torch.Generator().manual_seed(0), dtype=z.dtype)
-    power = power.to(z.device)
+    if z0 is None:  # y - A 0 = y: no transform needed
+        z, rho = y.new_zeros(m * maps[0] * maps[1]), prob.y.clone()
+    else:
+        z = z0.flatten().clone()
+        rho = _image_residual(dense, prob, z, (m,) + maps)
+    power = torch.zeros_like(z)  # power-iteration vector, kept across working sets
+    gen = torch.Generator().manual_seed(0)
     acc, used, converged, primal = None, 0, False, prob.primal(rho, z)
     while True:
         dual, g = _full_dual(dense, prob, rho)
@@ -358,7 +368,7 @@ def _solve_one(y, K, lam, *, tol, max_iter, z0, nonneg, callback):
         ws = _working_set(g, z, nonneg)
         op = RestrictedConv(K, maps, ws)
         steps = POWER_ITERS[0] if used == 0 else POWER_ITERS[1]
-        est, power[ws] = _power(op, prob.mask, power[ws], steps)
+        est, power[ws] = _power(op, prob.mask, _start_vector(power[ws], gen), steps)
 
         def report(it: int, value: float, start: int = used) -> None:
             if callback is not None:
