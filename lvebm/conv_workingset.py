@@ -288,6 +288,25 @@ def _cg(op: RestrictedConv, prob: _Problem, x: torch.Tensor, sign: torch.Tensor)
     return None
 
 
+def _certify(dense, prob: _Problem, rho, acc, primal: float) -> tuple[float, torch.Tensor]:
+    """Duality gap of the better dual point (``rho`` or its extrapolation ``acc``, each
+    rescaled) and the full correlation ``A^T rho`` (maps' shape, flattened)."""
+    dual, g = _full_dual(dense, prob, rho)
+    if acc is not None:
+        dual = max(dual, _full_dual(dense, prob, acc)[0])
+    return primal - dual, g
+
+
+def _finish(K, maps, prob: _Problem, z: torch.Tensor, primal: float):
+    """The active-set finish (:func:`_support_solve`) if it lowers the objective:
+    ``(z, rho, objective)``, else None."""
+    solved = _support_solve(K, maps, prob, z)
+    if solved is None:
+        return None
+    value = prob.primal(solved[1], solved[0])
+    return (*solved, value) if value < primal else None
+
+
 def _image_residual(dense, prob: _Problem, z: torch.Tensor, maps_shape) -> torch.Tensor:
     """``y - A z`` on the padded grid, flattened, from full maps ``z`` (dense product)."""
     rho = torch.zeros(prob.shape, dtype=z.dtype, device=z.device)
@@ -346,25 +365,19 @@ def _solve_one(y, K, lam, *, tol, max_iter, z0, nonneg, callback):
     gen = torch.Generator().manual_seed(0)
     acc, used, converged, primal = None, 0, False, prob.primal(rho, z)
     while True:
-        dual, g = _full_dual(dense, prob, rho)
-        if acc is not None:
-            dual = max(dual, _full_dual(dense, prob, acc)[0])
-        if primal - dual <= tol * primal:
+        gap, g = _certify(dense, prob, rho, acc, primal)
+        if tol * primal < gap <= CG_FROM * primal:
+            finished = _finish(K, maps, prob, z, primal)
+            if finished is not None:
+                z, rho, primal, acc = *finished, None
+                if callback is not None:
+                    callback(used, primal)
+                gap, g = _certify(dense, prob, rho, None, primal)
+        if gap <= tol * primal:
             converged = True
             break
         if used >= max_iter:
             break
-        if primal - dual <= CG_FROM * primal:
-            solved = _support_solve(K, maps, prob, z)
-            if solved is not None and prob.primal(solved[1], solved[0]) < primal:
-                z, rho = solved
-                primal, acc = prob.primal(rho, z), None
-                if callback is not None:
-                    callback(used, primal)
-                dual, g = _full_dual(dense, prob, rho)
-                if primal - dual <= tol * primal:
-                    converged = True
-                    break
         ws = _working_set(g, z, nonneg)
         op = RestrictedConv(K, maps, ws)
         steps = POWER_ITERS[0] if used == 0 else POWER_ITERS[1]
@@ -375,7 +388,7 @@ def _solve_one(y, K, lam, *, tol, max_iter, z0, nonneg, callback):
                 callback(start + it, value)
 
         inner = _inner(op, prob, z[ws], max(L_MARGIN * est, 1e-12),
-                       INNER_FRACTION * (primal - dual), max_iter - used, report)  # fmt: skip
+                       INNER_FRACTION * gap, max_iter - used, report)  # fmt: skip
         used += inner.n_iter
         z.zero_()
         z[ws] = inner.z
