@@ -78,7 +78,14 @@ class RestrictedConv:
     elsewhere (or with ``use_scipy=False``) a torch CSR product and an ``index_add_``.
     """
 
-    def __init__(self, K: torch.Tensor, maps: tuple[int, int], ws: torch.Tensor, *, use_scipy=None):
+    def __init__(
+        self,
+        K: torch.Tensor,
+        maps: tuple[int, int],
+        ws: torch.Tensor,
+        *,
+        use_scipy: bool | None = None,
+    ):
         m, c, s, _ = K.shape
         Hm, Wm = maps
         Hp, Wp = Hm + s - 1, Wm + s - 1
@@ -388,7 +395,7 @@ def _solve_one(y, K, lam, *, tol, max_iter, z0, nonneg, callback):
                 callback(start + it, value)
 
         inner = _inner(op, prob, z[ws], max(L_MARGIN * est, 1e-12),
-                       INNER_FRACTION * gap, max_iter - used, report)  # fmt: skip
+                       INNER_FRACTION * gap, min(INNER_MAX, max_iter - used), report)  # fmt: skip
         used += inner.n_iter
         z.zero_()
         z[ws] = inner.z
