@@ -181,9 +181,7 @@ def conv_sparse_encode(
     check_finite(y, "Y")
     check_finite(Kt, "K")
     lam = check_nonneg_float(lam, "lam")
-    check_choice(solver, "solver", CONV_SOLVERS)
-    solver = pick_solver(solver, y)
-    max_iter = check_int(DEFAULT_MAX_ITER[solver] if max_iter is None else max_iter, "max_iter")
+    solver, max_iter = resolve_solver(solver, max_iter, y)
     tol = check_positive_float(tol, "tol")
     check_choice(method, "method", CONV_METHODS)
     z_init = None
@@ -220,6 +218,14 @@ def solve_conv(
     return solve_conv_lasso(
         y, K, lam, max_iter=max_iter, tol=tol, z0=z0, nonneg=nonneg, method=method
     )
+
+
+def resolve_solver(solver: str, max_iter: int | None, y: torch.Tensor) -> tuple[str, int]:
+    """Check ``solver`` and ``max_iter`` (public arguments) and resolve "auto" and the
+    solver's default budget for images ``y`` (n, c, H, W)."""
+    check_choice(solver, "solver", CONV_SOLVERS)
+    solver = pick_solver(solver, y)
+    return solver, check_int(DEFAULT_MAX_ITER[solver] if max_iter is None else max_iter, "max_iter")
 
 
 def pick_solver(solver: str, y: torch.Tensor) -> str:

@@ -32,12 +32,10 @@ from .._checks import (
 )
 from ..conv_lasso import (
     CONV_METHODS,
-    CONV_SOLVERS,
-    DEFAULT_MAX_ITER,
     conv_objective,
     conv_operator,
     map_shape,
-    pick_solver,
+    resolve_solver,
     solve_conv,
     solve_conv_lasso,
 )
@@ -214,9 +212,7 @@ class ConvSparseCoding(nn.Module):
         convolution.
         """
         y = self._images(images)
-        check_choice(solver, "solver", CONV_SOLVERS)
-        solver = pick_solver(solver, y)
-        max_iter = check_int(DEFAULT_MAX_ITER[solver] if max_iter is None else max_iter, "max_iter")
+        solver, max_iter = resolve_solver(solver, max_iter, y)
         tol = check_positive_float(tol, "tol")
         check_choice(method, "method", CONV_METHODS)
         z_init = None if z0 is None else self._maps(z0, y, "z0")
