@@ -158,12 +158,18 @@ def test_model_encode_takes_the_solver(rng):
         model.encode(Y, solver="admm")
 
 
-def test_support_solve_recovers_the_optimum_from_the_right_signs(rng):
+@pytest.fixture
+def support_problem(rng):
+    """A 20x20 image, 3 kernels 5x5, lam 0.5: (K, y, lam, its optimal maps flattened,
+    the padded-grid problem)."""
     K = _kernels(rng, 3, 1, 5)
     y = torch.tensor(rng.normal(size=(1, 1, 20, 20)))
-    lam = 0.5
-    zstar = solve_conv_lasso(y, K, lam, max_iter=50_000, tol=1e-13).z[0].flatten()
-    prob = cw._Problem(y[0], 5, lam, nonneg=False)
+    zstar = solve_conv_lasso(y, K, 0.5, max_iter=50_000, tol=1e-13).z[0].flatten()
+    return K, y, 0.5, zstar, cw._Problem(y[0], 5, 0.5, nonneg=False)
+
+
+def test_support_solve_recovers_the_optimum_from_the_right_signs(rng, support_problem):
+    K, y, lam, zstar, prob = support_problem
     start = zstar * (1 + 0.3 * torch.tensor(rng.uniform(size=zstar.shape)))  # same signs
     z, rho = cw._support_solve(K, (24, 24), prob, start)
     np.testing.assert_allclose(z, zstar, atol=1e-3)  # CG stops at 1e-5 * lam per equation
@@ -176,12 +182,8 @@ def test_support_solve_recovers_the_optimum_from_the_right_signs(rng):
     np.testing.assert_allclose(rho.view(1, 28, 28)[:, 4:24, 4:24], (y - full)[0], atol=1e-12)
 
 
-def test_support_solve_keeps_signs_and_never_grows_the_support(rng):
-    K = _kernels(rng, 3, 1, 5)
-    y = torch.tensor(rng.normal(size=(1, 1, 20, 20)))
-    lam = 0.5
-    zstar = solve_conv_lasso(y, K, lam, max_iter=50_000, tol=1e-13).z[0].flatten()
-    prob = cw._Problem(y[0], 5, lam, nonneg=False)
+def test_support_solve_keeps_signs_and_never_grows_the_support(rng, support_problem):
+    K, y, lam, zstar, prob = support_problem
     start = zstar.clone()
     off = (zstar == 0).nonzero().squeeze(1)
     start[off[::20]] = torch.tensor(rng.choice([-1e-3, 1e-3], size=off[::20].numel()))
