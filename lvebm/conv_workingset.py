@@ -37,6 +37,7 @@ import scipy.sparse
 import torch
 
 from .conv_lasso import conv_operator, map_shape
+from .ops import _nonneg_shrink, _shrink
 from .solvers import SolveResult
 
 __all__ = ["RestrictedConv", "solve_conv_lasso_ws"]
@@ -142,10 +143,8 @@ class _Problem:
         self.lam, self.nonneg = lam, nonneg
 
     def prox(self, x: torch.Tensor, t: float) -> torch.Tensor:
-        """Soft thresholding of ``x`` by ``t`` (one-sided with ``nonneg``), one pass."""
-        if self.nonneg:
-            return torch.clamp(x - t, min=0)
-        return torch.nn.functional.softshrink(x, t)
+        """Soft thresholding of ``x`` by ``t`` (one-sided with ``nonneg``)."""
+        return _nonneg_shrink(x, t) if self.nonneg else _shrink(x, float(t))
 
     def residual(self, Az: torch.Tensor) -> torch.Tensor:
         """``A z - y`` on the image (zero outside it), overwriting ``Az``."""
