@@ -124,14 +124,15 @@ def vmfista_lasso(
     metric = rank_one_metric(G) if metric is None else metric
     z_out = torch.zeros_like(b) if z0 is None else z0.clone()  # (n, k)
     obj_out = torch.zeros(n, dtype=b.dtype, device=b.device)
-    s = _State.start(z_out, G, b, yy, metric)
+    H = _forward_matrix(G, metric)
+    s = _State.start(z_out, H, b, yy, metric)
     consts = _update_consts(metric, lam)
     n_iter, converged = 0, False
     for n_iter in range(1, max_iter + 1):  # noqa: B007 (n_iter is reported)
-        _step(s, G, consts, nonneg)
+        _step(s, H, consts, nonneg)
         if n_iter % CHECK_EVERY and n_iter < max_iter:
             continue
-        done, primal = _stopped(s, lam, tol, nonneg)
+        done, primal = _stopped(s, metric.a, lam, tol, nonneg)
         if n_iter == max_iter:
             done = torch.ones_like(done)
         if bool(done.any()):
@@ -145,53 +146,71 @@ def vmfista_lasso(
     return SolveResult(z_out, n_iter, converged, obj_out)
 
 
+def _forward_matrix(G: torch.Tensor, metric: RankOneMetric) -> torch.Tensor:
+    """``H = [I - G/a | u | 0]`` (k, kp), ``kp`` the multiple of 8 above ``k``:
+    ``z @ H + [b/a | 0]`` holds ``v = z - (z G - b)/a`` (the forward step of ``z`` in the
+    ``a I`` part of the metric) in its first ``k`` columns and ``z.u`` in column ``k``,
+    from one ``addmm`` (padding the width to a multiple of 8 keeps BLAS on its fast
+    path: k + 1 = 257 columns cost a third more than 256 or 264)."""
+    k = G.shape[0]
+    H = torch.zeros(k, _padded(k), dtype=G.dtype, device=G.device)
+    H[:, :k] = torch.eye(k, dtype=G.dtype, device=G.device) - G / metric.a
+    H[:, k] = metric.u
+    return H
+
+
+def _padded(k: int) -> int:
+    """Width of ``[v | z.u]`` rounded up to a multiple of 8."""
+    return (k + 1 + 7) // 8 * 8
+
+
 def _update_consts(metric: RankOneMetric, lam: float) -> tuple[torch.Tensor, ...]:
     """``(u, u*u, a, c, l1, lam)`` for :func:`_vm_update` (scalars as 0-d tensors)."""
     u = metric.u
     return (u, u * u, *(u.new_tensor(v) for v in (metric.a, metric.c, metric.l1, lam)))
 
 
-def _stopped(s: _State, lam: float, tol: float, nonneg: bool):
-    """Rows that meet the stopping rule (see :func:`vmfista_lasso`) and all objectives."""
-    gap, primal = gram_duality_gap(s.z, s.zG, s.b, s.yy, lam, nonneg)
-    slack = tol * primal + 10 * torch.finfo(s.b.dtype).eps * s.yy  # (m,)
+def _stopped(s: _State, a: float, lam: float, tol: float, nonneg: bool):
+    """Rows that meet the stopping rule (see :func:`vmfista_lasso`) and all objectives.
+
+    The Gram-form quantities come from ``v``: ``b - z G = a (v - z)``.
+    """
+    b = s.ba[:, : s.z.shape[1]] * a
+    zG = b - (s.v - s.z).mul_(a)
+    gap, primal = gram_duality_gap(s.z, zG, b, s.yy, lam, nonneg)
+    slack = tol * primal + 10 * torch.finfo(b.dtype).eps * s.yy  # (m,)
     done = (gap <= slack) | ((s.primal_prev - primal).abs() <= slack)
     s.primal_prev = primal
     return done, primal
 
 
 class _State:
-    """Per-row iterates of the working set (m rows): codes, their products with G and
-    with u, FISTA's momentum, the data, and the rows' indices in the full batch."""
+    """Per-row iterates of the working set (m rows): the codes ``z`` and their last
+    change ``d = z - z_prev``, the forward points ``v`` (see :func:`_forward_matrix`)
+    and ``z.u`` now and one iteration back, FISTA's momentum ``t``, the prox's root
+    ``alpha``, the data (``ba = [b/a | 0]``, ``b.u``, ``||y||^2``), the rows' indices in
+    the full batch and their objectives at the last check."""
 
     FIELDS = (
-        "z",
-        "zG",
-        "zu",
-        "z_prev",
-        "zG_prev",
-        "zu_prev",
-        "t",
-        "alpha",
-        "b",
-        "bu",
-        "yy",
-        "rows",
+        "z", "d", "v", "v_prev", "zu", "zu_prev", "t", "alpha", "ba", "bu", "yy", "rows",
         "primal_prev",
-    )
+    )  # fmt: skip
 
     def __init__(self, **fields: torch.Tensor):
         for name in self.FIELDS:
             setattr(self, name, fields[name])
 
     @classmethod
-    def start(cls, z, G, b, yy, metric: RankOneMetric) -> _State:
-        n = b.shape[0]
-        zG, zu = z @ G, z @ metric.u  # (n, k), (n,)
+    def start(cls, z, H, b, yy, metric: RankOneMetric) -> _State:
+        n, k = b.shape
+        ba = b.new_zeros(n, H.shape[1])
+        torch.div(b, metric.a, out=ba[:, :k])
+        vz = torch.addmm(ba, z, H)  # (n, kp): [v | z.u | 0]
+        v, zu = vz[:, :k], vz[:, k]
         t = torch.ones(n, dtype=b.dtype, device=b.device)
         return cls(
-            z=z.clone(), zG=zG, zu=zu, z_prev=z, zG_prev=zG, zu_prev=zu, t=t,
-            alpha=torch.zeros_like(t), b=b, bu=b @ metric.u, yy=yy,
+            z=z.clone(), d=torch.zeros_like(z), v=v, v_prev=v, zu=zu, zu_prev=zu, t=t,
+            alpha=torch.zeros_like(t), ba=ba, bu=b @ metric.u, yy=yy,
             rows=torch.arange(n, device=b.device), primal_prev=torch.full_like(t, torch.inf),
         )  # fmt: skip
 
@@ -200,45 +219,53 @@ class _State:
         return _State(**{name: getattr(self, name)[keep] for name in self.FIELDS})
 
 
-def _step(s: _State, G: torch.Tensor, consts: tuple, nonneg: bool) -> None:
+def _step(s: _State, H: torch.Tensor, consts: tuple, nonneg: bool) -> None:
     """One variable-metric FISTA iteration on the working set, updating ``s`` in place;
-    ``consts`` from :func:`_update_consts`.
+    ``H`` from :func:`_forward_matrix`, ``consts`` from :func:`_update_consts`.
 
     The elementwise part (:func:`_vm_update`) is fused by ``torch.compile`` for large
-    working sets (:mod:`lvebm.compiled`); the one matmul is ``z_new G``.
+    working sets (:mod:`lvebm.compiled`); the one matmul gives ``v`` and ``z.u``.
     """
     update = maybe_compiled(_vm_update, s.z.numel(), dynamic=True)
-    z_new, s.alpha, s.t = update(
-        s.z, s.z_prev, s.zG, s.zG_prev, s.zu, s.zu_prev, s.t, s.alpha, s.b, s.bu, *consts, nonneg
+    s.z, s.d, s.alpha, s.t = update(
+        s.z, s.d, s.v, s.v_prev, s.zu, s.zu_prev, s.t, s.alpha, s.bu, *consts, nonneg
     )
-    s.z_prev, s.zG_prev, s.zu_prev = s.z, s.zG, s.zu
-    s.z, s.zG, s.zu = z_new, z_new @ G, z_new @ consts[0]  # consts[0] is u
+    k = s.z.shape[1]
+    vz = torch.addmm(s.ba, s.z, H)
+    s.v_prev, s.zu_prev = s.v, s.zu
+    s.v, s.zu = vz[:, :k], vz[:, k]
 
 
-def _vm_update(z, z_prev, zG, zG_prev, zu, zu_prev, t, alpha, b, bu, u, uu, a, c, l1, lam,
+def _vm_update(z, d, v, v_prev, zu, zu_prev, t, alpha, bu, u, uu, a, c, l1, lam,
                nonneg: bool):  # fmt: skip
-    """The elementwise part of a vmfista iteration; returns ``(z_new, alpha, t)``.
+    """The elementwise part of a vmfista iteration; returns ``(z_new, d_new, alpha, t)``.
 
-    ``x = z + beta (z - z_prev)``; ``x G`` and ``x.u`` follow by the same combination.
-    The forward step is ``w = x - M^{-1}(x G - b) = w0 + omega u`` (Sherman-Morrison),
-    then :func:`_metric_prox`. ``u`` (k,), ``uu = u * u``; ``a, c, l1, lam`` are 0-d
-    tensors so a compiled update serves every dictionary.
+    The extrapolated point ``x = z + beta d`` is never formed: its forward step
+    ``w0 = x - (x G - b)/a`` is the same combination of ``v`` and ``v_prev``, and
+    ``x.u`` of ``zu`` and ``zu_prev``. The full forward step in the metric is
+    ``w = x - M^{-1}(x G - b) = w0 + omega u`` (Sherman-Morrison), then
+    :func:`_metric_prox`. The restart test ``(x - z_new).(z_new - z) > 0`` is
+    ``beta d.d_new > d_new.d_new``. ``u`` (k,), ``uu = u * u``; ``a, c, l1, lam`` are
+    0-d tensors so a compiled update serves every dictionary.
     """
     t_new = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * t * t))
     beta = (t - 1.0) / t_new  # (m,)
-    x = torch.addcmul(z, beta[:, None], z - z_prev)  # (m, k)
-    xG = torch.addcmul(zG, beta[:, None], zG - zG_prev)
+    w0 = torch.lerp(v_prev, v, (1.0 + beta)[:, None])  # (m, k)
     xu = zu + beta * (zu - zu_prev)
-    w0 = x - xG.sub_(b).div_(a)  # (temporaries are updated in place: cheaper when eager)
-    omega = (c / (a * (a + c))) * (l1 * xu - bu)  # (m,)
-    z_new, alpha = _metric_prox(w0, omega, alpha, u, uu, a, c, lam, nonneg)
-    uphill = (x.sub_(z_new) * (z_new - z)).sum(1) > 0  # gradient restart test
-    return z_new, alpha, torch.where(uphill, torch.ones_like(t_new), t_new)
+    grad_u = (l1 * xu - bu) / a  # (x G - b).u / a, since G u = l1 u
+    omega = (c / (a + c)) * grad_u
+    wu = xu - grad_u + omega  # w.u, (m,)
+    z_new, alpha = _metric_prox(w0, omega, wu, alpha, u, uu, a, c, lam, nonneg)
+    d_new = z_new - z
+    dot = torch.linalg.vecdot
+    uphill = beta * dot(d, d_new) > dot(d_new, d_new)
+    return z_new, d_new, alpha, torch.where(uphill, torch.ones_like(t_new), t_new)
 
 
-def _metric_prox(w0, omega, alpha, u, uu, a, c, lam, nonneg: bool):
+def _metric_prox(w0, omega, wu, alpha, u, uu, a, c, lam, nonneg: bool):
     """``argmin_z 0.5*||z - w||_M^2 + lam*||z||_1`` (``z >= 0`` if ``nonneg``) per row,
-    for ``w = w0 + omega u`` (w0 (m, k), omega (m,)) and ``M = a I + c u u^T``.
+    for ``w = w0 + omega u`` (w0 (m, k), overwritten; omega, ``wu = w.u`` (m,)) and
+    ``M = a I + c u u^T``.
 
     The minimiser is ``z(alpha) = shrink(w - alpha u / a, lam / a)`` where the scalar
     ``alpha`` solves ``phi(alpha) = alpha - c u.(z(alpha) - w) = 0``; ``phi`` is increasing
@@ -246,12 +273,12 @@ def _metric_prox(w0, omega, alpha, u, uu, a, c, lam, nonneg: bool):
     the sign pattern settles (Becker & Fadili 2012). Returns ``(z, alpha)``, alpha (m,).
     """
     theta = lam / a
-    wu = w0 @ u + omega  # w.u, (m,)
     z = _soft(torch.addr(w0, omega - alpha / a, u), theta, nonneg)
     phi = alpha - c * (z @ u - wu)
-    dphi = 1.0 + (c / a) * ((z != 0).to(w0.dtype) @ uu)
+    active = z.sign() if nonneg else z.sign().abs_()  # 1 where z != 0 (faster than z != 0)
+    dphi = 1.0 + (c / a) * (active @ uu)
     alpha = alpha - phi / dphi
-    return _soft(torch.addr(w0, omega - alpha / a, u), theta, nonneg), alpha
+    return _soft(w0.addr_(omega - alpha / a, u), theta, nonneg), alpha
 
 
 def _soft(v: torch.Tensor, theta: torch.Tensor, nonneg: bool) -> torch.Tensor:

@@ -47,7 +47,8 @@ def test_metric_prox_fixed_point_satisfies_prox_optimality(rng, nonneg):
     omega = torch.tensor(rng.normal(size=n))
     alpha = torch.zeros(n, dtype=torch.float64)
     for _ in range(50):  # Newton on a piecewise-linear increasing scalar equation
-        z, alpha = _metric_prox(w0, omega, alpha, m.u, m.u * m.u, m.a, m.c, lam, nonneg)
+        wu = w0 @ m.u + omega
+        z, alpha = _metric_prox(w0.clone(), omega, wu, alpha, m.u, m.u * m.u, m.a, m.c, lam, nonneg)
     w = w0 + omega[:, None] * m.u
     M = m.a * torch.eye(40, dtype=w.dtype) + m.c * torch.outer(m.u, m.u)
     g = (w - z) @ M  # must lie in lam * subdifferential of ||.||_1 (+ normal cone of z >= 0)
