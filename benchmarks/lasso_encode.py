@@ -24,6 +24,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -182,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         print("skipped: MNIST digits not found (set LVEBM_MNIST)")
         return 0
     limit_threads(args.threads)
+    # scikit-learn warns per sample (lars early stopping, cd not converged to its own
+    # tol); the table reports every solver's suboptimality instead.
+    warnings.filterwarnings("ignore", module="sklearn")
     print(machine(args.threads))
     Y = load_digits(path)
     W = digit_dictionary(Y)

@@ -2,10 +2,11 @@
 
 For n signals and k atoms each iteration of lvebm's Gram-form solvers does one
 (n, k) x (k, k) product, 2 n k^2 flops; everything else is O(n k) elementwise work.
-This runs ``vmfista`` (all rows kept active: ``tol`` tiny) and textbook ``fista`` for a
+This runs ``vmfista``'s inner step (all rows kept active) and textbook ``fista`` for a
 fixed number of iterations, counts only those matmul flops, and divides by the FLOP/s
-that ``torch.matmul`` itself reaches at the same shapes (preallocated output, median of
-repeats). 100% would mean the elementwise work is free.
+that ``torch.matmul`` itself reaches at the same shapes (preallocated output), measured
+just before each run; the fraction is the median over 3 such pairs. 100% would mean the
+elementwise work is free.
 
     python -m benchmarks.roofline [--threads 2] [--n 8000] [--iters 40]
 
@@ -24,47 +25,86 @@ import torch
 from ._common import limit_threads, machine
 
 
-def matmul_flops(n: int, k: int, dtype: torch.dtype, repeats: int = 15) -> float:
-    """FLOP/s of ``torch.matmul`` for (n, k) x (k, k) into a preallocated output."""
+def matmul_seconds(n: int, k: int, dtype: torch.dtype, repeats: int = 5) -> float:
+    """Median seconds of one ``torch.matmul`` (n, k) x (k, k) into a preallocated output."""
     gen = torch.Generator().manual_seed(0)
     z = torch.randn(n, k, dtype=dtype, generator=gen)
     G = torch.randn(k, k, dtype=dtype, generator=gen)
     out = torch.empty(n, k, dtype=dtype)
-    for _ in range(3):
+    for _ in range(2):
         torch.matmul(z, G, out=out)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         torch.matmul(z, G, out=out)
         times.append(time.perf_counter() - start)
-    return 2 * n * k * k / statistics.median(times)
+    return statistics.median(times)
 
 
-def loop_flops(n: int, k: int, dtype: torch.dtype, iters: int, method: str) -> float:
-    """Matmul FLOP/s achieved inside ``iters`` iterations of a solver (median of 3 runs)."""
+def paired_fraction(n: int, k: int, dtype: torch.dtype, iters: int, method: str, repeats: int = 3):
+    """``(matmul GFLOP/s, loop GFLOP/s, fraction)``, medians over ``repeats`` pairs.
+
+    Each pair times the matmul and then the solver's ``iters`` iterations back to back,
+    so the fraction compares the two at the same moment (this machine's speed drifts by
+    tens of percent over minutes; unpaired figures taken minutes apart do not compare).
+    """
     from lvebm.compiled import compile_mode
-    from lvebm.lasso import solve_lasso
 
     gen = torch.Generator().manual_seed(1)
-    d = 784
-    W = torch.randn(d, k, dtype=dtype, generator=gen)
+    W = torch.randn(784, k, dtype=dtype, generator=gen)
     W /= torch.linalg.vector_norm(W, dim=0)
-    y = torch.randn(n, d, dtype=dtype, generator=gen)
+    y = torch.randn(n, 784, dtype=dtype, generator=gen)
     lam = 0.1 * float((y @ W).abs().amax(1).mean())  # moderately sparse codes
     compiled = method.endswith("compiled")  # LVEBM_COMPILE=always: the fused update
     method = method.removesuffix("-compiled")
+    flops = 2 * n * k * k
+    peaks, loops, fracs = [], [], []
     with compile_mode("always" if compiled else "0"):
-        solve_lasso(y, W, lam, method=method, max_iter=2, tol=1e-300)  # warm-up (compiles)
-        # time only the iterations: subtract a 1-iteration run (setup: y W, W^T W, metric)
-        times = {}
-        for it in (1, iters + 1):
-            runs = []
-            for _ in range(3):
-                start = time.perf_counter()
-                solve_lasso(y, W, lam, method=method, max_iter=it, tol=1e-300)
-                runs.append(time.perf_counter() - start)
-            times[it] = statistics.median(runs)
-    return 2 * n * k * k * iters / max(times[iters + 1] - times[1], 1e-9)
+        for _ in range(repeats):
+            mm = matmul_seconds(n, k, dtype)
+            if method == "vmfista":
+                loop = _vmfista_steps_seconds(y, W, lam, iters)
+            else:
+                loop = _solver_seconds(y, W, lam, iters, method)
+            peaks.append(flops / mm)
+            loops.append(flops * iters / max(loop, 1e-9))
+            fracs.append(mm * iters / max(loop, 1e-9))
+    med = statistics.median
+    return med(peaks) / 1e9, med(loops) / 1e9, med(fracs)
+
+
+def _vmfista_steps_seconds(y, W, lam: float, iters: int) -> float:
+    """Seconds of ``iters`` vmfista steps on all rows, timed directly (no stopping
+    checks: a stopping rule would let converged rows leave and inflate the figure),
+    after 2 warm-up steps (which compile, the first time)."""
+    from lvebm import fast_lasso as fl
+
+    G = W.T @ W
+    b, yy = y @ W, y.pow(2).sum(1)
+    metric = fl.rank_one_metric(G)
+    H = fl._forward_matrix(G, metric)
+    consts = fl._update_consts(metric, lam)
+    s = fl._State.start(torch.zeros_like(b), H, b, yy, metric)
+    for _ in range(2):
+        fl._step(s, H, consts, False)
+    start = time.perf_counter()
+    for _ in range(iters):
+        fl._step(s, H, consts, False)
+    return time.perf_counter() - start
+
+
+def _solver_seconds(y, W, lam: float, iters: int, method: str) -> float:
+    """Seconds of ``iters`` iterations of ``solve_lasso(method=...)`` with an unreachable
+    ``tol``: a run of ``iters + 1`` iterations minus a run of 1 (its setup)."""
+    from lvebm.lasso import solve_lasso
+
+    solve_lasso(y, W, lam, method=method, max_iter=2, tol=1e-300)  # warm-up
+    times = []
+    for it in (1, iters + 1):
+        start = time.perf_counter()
+        solve_lasso(y, W, lam, method=method, max_iter=it, tol=1e-300)
+        times.append(time.perf_counter() - start)
+    return times[1] - times[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,23 +117,20 @@ def main(argv: list[str] | None = None) -> int:
     limit_threads(args.threads)
     print(machine(args.threads))
     rows = []
-    print(f"{'dtype':8s} {'k':>5s} {'matmul GF/s':>12s} {'vmfista GF/s':>13s} {'frac':>6s} "
-          f"{'compiled':>9s} {'frac':>6s} {'fista GF/s':>11s} {'frac':>6s}")  # fmt: skip
+    print(f"{'dtype':8s} {'k':>5s} {'matmul GF/s':>12s} {'vmfista':>11s} {'frac':>6s} "
+          f"{'compiled':>11s} {'frac':>6s} {'fista':>11s} {'frac':>6s}")  # fmt: skip
     for dtype in (torch.float32, torch.float64):
         for k in args.atoms:
-            peak = matmul_flops(args.n, k, dtype)
-            vm = loop_flops(args.n, k, dtype, args.iters, "vmfista")
-            vc = loop_flops(args.n, k, dtype, args.iters, "vmfista-compiled")
-            tb = loop_flops(args.n, k, dtype, args.iters, "fista")
-            row = {"dtype": str(dtype).removeprefix("torch."), "n": args.n, "k": k,
-                   "matmul_gflops": peak / 1e9, "vmfista_gflops": vm / 1e9,
-                   "vmfista_fraction": vm / peak, "vmfista_compiled_gflops": vc / 1e9,
-                   "vmfista_compiled_fraction": vc / peak, "fista_gflops": tb / 1e9,
-                   "fista_fraction": tb / peak}  # fmt: skip
+            row = {"dtype": str(dtype).removeprefix("torch."), "n": args.n, "k": k}
+            for name in ("vmfista", "vmfista-compiled", "fista"):
+                peak, loop, frac = paired_fraction(args.n, k, dtype, args.iters, name)
+                key = name.replace("-", "_")
+                row[f"{key}_matmul_gflops"], row[f"{key}_gflops"] = peak, loop
+                row[f"{key}_fraction"] = frac
             rows.append(row)
-            print(f"{row['dtype']:8s} {k:5d} {peak / 1e9:12.1f} {vm / 1e9:13.1f} "
-                  f"{vm / peak:6.0%} {vc / 1e9:9.1f} {vc / peak:6.0%} {tb / 1e9:11.1f} "
-                  f"{tb / peak:6.0%}")  # fmt: skip
+            print(f"{row['dtype']:8s} {k:5d} {row['vmfista_matmul_gflops']:12.1f} "
+                  + "".join(f"{row[f'{m}_gflops']:11.1f} {row[f'{m}_fraction']:6.0%}"
+                            for m in ("vmfista", "vmfista_compiled", "fista")))  # fmt: skip
     print(json.dumps({"benchmark": "roofline", "threads": args.threads, "rows": rows}))
     return 0
 
