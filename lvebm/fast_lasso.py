@@ -85,12 +85,18 @@ def gram_duality_gap(
     :func:`lvebm.duality_gap`. With ``nonneg`` the dual constraint is one-sided,
     ``W^T theta <= lam``, so only positive correlations scale ``theta``.
     """
-    zb = (z * b).sum(1)
-    rr = torch.clamp(yy - 2.0 * zb + (z * zG).sum(1), min=0)  # ||r||^2, (n,)
-    primal = 0.5 * rr + lam * z.abs().sum(1)
-    corr = (b - zG).amax(1) if nonneg else (b - zG).abs().amax(1)  # ||W^T r||_inf
-    tiny = torch.finfo(z.dtype).tiny
-    s = torch.clamp(lam / torch.clamp(corr, min=tiny), max=1.0)
+    dot = torch.linalg.vecdot
+    g = b - zG  # W^T r, (n, k)
+    corr = g.amax(1) if nonneg else g.abs().amax(1)  # (vector_norm is 4-10x slower on CPU)
+    return _gap(dot(z, b), dot(z, zG), z.abs().sum(1), corr, yy, lam)
+
+
+def _gap(zb, zzG, z_l1, corr, yy, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Duality gap and primal objective (each (n,)) of :func:`gram_duality_gap` from
+    ``z.b``, ``z.zG``, ``||z||_1`` and ``||W^T r||_inf`` (one-sided with ``nonneg``)."""
+    rr = torch.clamp(yy - 2.0 * zb + zzG, min=0)  # ||r||^2, (n,)
+    primal = 0.5 * rr + lam * z_l1
+    s = torch.clamp(lam / torch.clamp(corr, min=torch.finfo(corr.dtype).tiny), max=1.0)
     dual = s * (yy - zb) - 0.5 * s * s * rr
     return torch.clamp(primal - dual, min=0), primal
 
@@ -173,12 +179,16 @@ def _update_consts(metric: RankOneMetric, lam: float) -> tuple[torch.Tensor, ...
 def _stopped(s: _State, a: float, lam: float, tol: float, nonneg: bool):
     """Rows that meet the stopping rule (see :func:`vmfista_lasso`) and all objectives.
 
-    The Gram-form quantities come from ``v``: ``b - z G = a (v - z)``.
+    The Gram-form quantities come from ``e = v - z``: ``W^T r = b - z G = a e``, so
+    ``z.zG = z.b - a z.e`` and ``||W^T r||_inf = a ||e||_inf``.
     """
-    b = s.ba[:, : s.z.shape[1]] * a
-    zG = b - (s.v - s.z).mul_(a)
-    gap, primal = gram_duality_gap(s.z, zG, b, s.yy, lam, nonneg)
-    slack = tol * primal + 10 * torch.finfo(b.dtype).eps * s.yy  # (m,)
+    dot = torch.linalg.vecdot
+    e = s.v - s.z  # (m, k)
+    zb = a * dot(s.z, s.ba[:, : s.z.shape[1]])
+    zzG = zb - a * dot(s.z, e)
+    corr = a * (e.amax(1) if nonneg else e.abs_().amax(1))  # (e is overwritten)
+    gap, primal = _gap(zb, zzG, s.z.abs().sum(1), corr, s.yy, lam)
+    slack = tol * primal + 10 * torch.finfo(e.dtype).eps * s.yy  # (m,)
     done = (gap <= slack) | ((s.primal_prev - primal).abs() <= slack)
     s.primal_prev = primal
     return done, primal
