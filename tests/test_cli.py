@@ -57,3 +57,16 @@ def test_train_nonnegative_sparse_coding_from_random_atoms(tmp_path):
     assert metrics["nonneg"] and metrics["positive_dict"] and metrics["init"] == "random"
     assert metrics["duality_gap_max"] < 1e-2 * metrics["final_mean_energy"]
     assert float(lvebm.load(out).dictionary.min()) >= 0
+
+
+def test_bench_runs_a_benchmark_script_with_its_arguments(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LVEBM_MNIST", str(tmp_path / "absent.npz"))  # the script skips cleanly
+    assert main(["bench", "lasso_encode", "--lams", "0.5", "--repeats", "1"]) == 0
+    assert capsys.readouterr().out.startswith("skipped: MNIST digits not found")
+    assert main(["bench", "lasso_encode", "--no-such-option"]) == 2  # the script's own parser
+
+
+def test_bench_names_the_available_scripts_when_the_name_is_unknown(capsys):
+    assert main(["bench", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'nosuch'" in err and "lasso_encode" in err

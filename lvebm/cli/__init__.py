@@ -14,10 +14,10 @@ import sys
 import warnings
 
 from .._checks import LvebmError, TrainingInterrupted
-from . import conv, demo, encode, latent_ebm, lista, sparse_coding, vae
+from . import bench, conv, demo, encode, latent_ebm, lista, sparse_coding, vae
 
 #: Command modules, in the order their commands appear in ``--help``.
-COMMANDS = [sparse_coding, lista, conv, vae, latent_ebm, encode, demo]
+COMMANDS = [sparse_coding, lista, conv, vae, latent_ebm, encode, demo, bench]
 
 
 class _Parser(argparse.ArgumentParser):
