@@ -202,7 +202,7 @@ def sparse_encode(
     G = Wt.T @ Wt  # (k, k)
     L = gram_lipschitz(G) if method != "vmfista" else None
     metric = rank_one_metric(G) if method == "vmfista" else None
-    chunks = []
+    Z = torch.empty(n, k, dtype=y.dtype, device=dev)  # chunks land here: no second copy
     step = chunk_rows(k)
     for start in range(0, n, step):
         stop = min(n, start + step)
@@ -211,8 +211,8 @@ def sparse_encode(
             y[start:stop], Wt, lam, method=method, max_iter=max_iter, tol=tol, z0=init,
             nonneg=nonneg, L=L, metric=metric,
         )  # fmt: skip
-        chunks.append(res.z)
-    return output_converter(Y)(torch.cat(chunks, dim=0))
+        Z[start:stop] = res.z
+    return output_converter(Y)(Z)
 
 
 def lasso_objective(y: torch.Tensor, W: torch.Tensor, z: torch.Tensor, lam: float) -> torch.Tensor:
