@@ -117,8 +117,9 @@ def vmfista_lasso(
 
     b (n, k), G (k, k), yy (n,), z0 (n, k) or None; ``metric`` defaults to
     :func:`rank_one_metric` of ``G``. Every :data:`CHECK_EVERY` iterations a row stops
-    when its objective ``P`` changed by at most ``tol * P`` since the last check, or its
-    duality gap is at most ``tol * P`` (both with a round-off allowance of
+    when the objective ``P`` still to go, estimated from its last two decreases between
+    checks (:func:`_remaining`), was at most ``tol * P`` at this check and the one before,
+    or when its duality gap is at most ``tol * P`` (both with a round-off allowance of
     ``10 eps ||y||^2``). The gap rule is a certificate (relative suboptimality <= tol);
     the change rule is what usually fires first, because the gap of the scaled-residual
     dual point closes only at the square root of the suboptimality. Momentum restarts
@@ -132,6 +133,7 @@ def vmfista_lasso(
     obj_out = torch.zeros(n, dtype=b.dtype, device=b.device)
     H = _forward_matrix(G, metric)
     s = _State.start(z_out, H, b, yy, metric)
+    s.primal_prev = _objectives(s, metric.a, lam, nonneg)[1]  # the first check's reference
     consts = _update_consts(metric, lam)
     n_iter, converged = 0, False
     for n_iter in range(1, max_iter + 1):  # noqa: B007 (n_iter is reported)
@@ -179,6 +181,23 @@ def _update_consts(metric: RankOneMetric, lam: float) -> tuple[torch.Tensor, ...
 def _stopped(s: _State, a: float, lam: float, tol: float, nonneg: bool):
     """Rows that meet the stopping rule (see :func:`vmfista_lasso`) and all objectives.
 
+    The change part needs a small estimated remainder (:func:`_remaining`) at two
+    checks in a row, so that a row entering a slow stretch (whose first check shows a
+    sudden small decrease) is not taken for converged.
+    """
+    gap, primal = _objectives(s, a, lam, nonneg)
+    noise = 2 * torch.finfo(primal.dtype).eps * s.yy  # round-off of the Gram-form objective
+    slack = tol * primal + 5 * noise  # (m,)
+    drop = s.primal_prev - primal  # decrease since the last check
+    small = _remaining(drop, s.drop_prev, noise) <= slack
+    done = (gap <= slack) | (small & s.small_prev)
+    s.primal_prev, s.drop_prev, s.small_prev = primal, drop, small
+    return done, primal
+
+
+def _objectives(s: _State, a: float, lam: float, nonneg: bool):
+    """Duality gap and primal objective per row (each (m,)) of the working set.
+
     The Gram-form quantities come from ``e = v - z``: ``W^T r = b - z G = a e``, so
     ``z.zG = z.b - a z.e`` and ``||W^T r||_inf = a ||e||_inf``.
     """
@@ -187,11 +206,18 @@ def _stopped(s: _State, a: float, lam: float, tol: float, nonneg: bool):
     zb = a * dot(s.z, s.ba[:, : s.z.shape[1]])
     zzG = zb - a * dot(s.z, e)
     corr = a * (e.amax(1) if nonneg else e.abs_().amax(1))  # (e is overwritten)
-    gap, primal = _gap(zb, zzG, s.z.abs().sum(1), corr, s.yy, lam)
-    slack = tol * primal + 10 * torch.finfo(e.dtype).eps * s.yy  # (m,)
-    done = (gap <= slack) | ((s.primal_prev - primal).abs() <= slack)
-    s.primal_prev = primal
-    return done, primal
+    return _gap(zb, zzG, s.z.abs().sum(1), corr, s.yy, lam)
+
+
+def _remaining(drop: torch.Tensor, drop_prev: torch.Tensor, noise: torch.Tensor):
+    """Objective still to go, estimated per row from the last two decreases between
+    checks as the tail of a geometric sequence, ``|drop| * max(1, rho / (1 - rho))`` with
+    ``rho = drop / drop_prev`` clamped to [0, 0.99]; ``rho = 0`` when either decrease is
+    within round-off (``noise``) or not a decrease. A steady slow decrease (a plateau of
+    an ill-conditioned row, ``rho`` near 1) is so told from convergence."""
+    steady = (drop > noise) & (drop_prev > noise)
+    rho = torch.where(steady, drop / drop_prev, torch.zeros_like(drop)).clamp(0.0, 0.99)
+    return drop.abs() * torch.clamp(rho / (1.0 - rho), min=1.0)
 
 
 class _State:
@@ -203,7 +229,7 @@ class _State:
 
     FIELDS = (
         "z", "d", "v", "v_prev", "zu", "zu_prev", "t", "alpha", "ba", "bu", "yy", "rows",
-        "primal_prev",
+        "primal_prev", "drop_prev", "small_prev",
     )  # fmt: skip
 
     def __init__(self, **fields: torch.Tensor):
@@ -222,6 +248,8 @@ class _State:
             z=z.clone(), d=torch.zeros_like(z), v=v, v_prev=v, zu=zu, zu_prev=zu, t=t,
             alpha=torch.zeros_like(t), ba=ba, bu=b @ metric.u, yy=yy,
             rows=torch.arange(n, device=b.device), primal_prev=torch.full_like(t, torch.inf),
+            drop_prev=torch.full_like(t, torch.inf),
+            small_prev=torch.zeros_like(t, dtype=torch.bool),
         )  # fmt: skip
 
     def select(self, keep: torch.Tensor) -> _State:

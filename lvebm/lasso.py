@@ -157,9 +157,11 @@ def sparse_encode(
         Iteration cap; default 1,000 for float32 and 20,000 for float64 problems (small
         λ on an ill-conditioned dictionary needs thousands of iterations for 1e-6).
     tol : float > 0, optional
-        Stopping rule, per row. "vmfista": stop when, over the last 5 iterations, the
-        objective changed by at most ``tol`` relative, or the duality gap (see
-        :func:`duality_gap`) is at most ``tol`` times the objective; default 1e-5 for
+        Stopping rule, per row. "vmfista": checked every 5 iterations; stop when, at two
+        checks in a row, the objective still to go — the last decrease, scaled up by
+        ``rho / (1 - rho)`` when the last two decreases shrink only by ``rho > 1/2`` — is
+        at most ``tol`` relative, or when the duality gap (see :func:`duality_gap`) is at
+        most ``tol`` times the objective; default 1e-5 for
         float32 and 1e-10 for float64 problems. "fista"/"ista": stop when
         ``||z_t - z_{t-1}|| / ||z_t|| <= tol``; default 1e-6 (float32), 1e-9 (float64).
         The float64 defaults give objectives within 1e-6 (relative) of scikit-learn's
