@@ -582,3 +582,14 @@ def render_markdown(scratch: Path) -> str:
         msg = " ".join(_message(case, tmp).split()).replace("|", "\\|")
         rows.append(f"| {i} | `{case.call}` | {case.bad} | {name} | {msg} |")
     return "\n".join(rows) + "\n"
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_finite_check_finds_one_bad_entry_and_passes_finite_values_whose_sum_overflows(bad):
+    from lvebm._checks import check_finite
+
+    x = torch.full((4, 5), 3e38)  # finite, but the float32 sum overflows to inf
+    check_finite(x, "x")
+    x[2, 3] = bad
+    with pytest.raises(lvebm.LvebmValueError, match="`x` must contain only finite values"):
+        check_finite(x, "x")
