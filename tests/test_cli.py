@@ -70,3 +70,17 @@ def test_bench_names_the_available_scripts_when_the_name_is_unknown(capsys):
     assert main(["bench", "nosuch"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "'nosuch'" in err and "lasso_encode" in err
+
+
+def test_encode_with_a_vae_writes_the_posterior_mean_and_logvar(tmp_path):
+    vae = lvebm.VAE(10, 2, hidden=(6,), likelihood="gaussian", seed=0)
+    lvebm.save(vae, tmp_path / "v")
+    y = np.random.default_rng(0).normal(size=(7, 10)).astype(np.float32)
+    np.save(tmp_path / "y.npy", y)
+    assert main(["encode", str(tmp_path / "v"), str(tmp_path / "y.npy"),
+                 "--out", str(tmp_path / "c.npz")]) == 0  # fmt: skip
+    with np.load(tmp_path / "c.npz") as f:  # plain arrays: loads without pickle
+        posterior = vae.encode(y)
+        np.testing.assert_allclose(f["codes"], posterior.mean, atol=1e-6)
+        np.testing.assert_allclose(f["logvar"], posterior.logvar, atol=1e-6)
+        assert f["codes"].shape == (7, 2)
