@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .._checks import LvebmValueError
 from ..io import atomic_write_bytes, load
@@ -46,11 +45,7 @@ def encoded_arrays(model, X) -> dict[str, np.ndarray]:
             "a latent_ebm model has no encoder: its latent is inferred per (x, y) pair by "
             "minimising the energy (LatentEBM.infer), not computed from data alone."
         )
-    out = model.encode(X)
+    out = model.encode(X)  # X is a NumPy array, so the results are NumPy arrays too
     if isinstance(out, Posterior):
-        return {"codes": _numpy(out.mean), "logvar": _numpy(out.logvar)}
-    return {"codes": _numpy(out)}
-
-
-def _numpy(a) -> np.ndarray:
-    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+        return {"codes": np.asarray(out.mean), "logvar": np.asarray(out.logvar)}
+    return {"codes": np.asarray(out)}
