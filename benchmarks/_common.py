@@ -68,7 +68,8 @@ def digit_dictionary(Y: np.ndarray, k: int = 256, *, epochs: int = 5, seed: int 
     W = Y[rng.choice(len(Y), k, replace=False)].T.astype(np.float64)  # (d, k)
     W /= np.linalg.norm(W, axis=0)
     for _ in range(epochs):
-        Z = lvebm.sparse_encode(Y, W.astype(np.float32), 0.1).astype(np.float64)  # (n, k)
+        Z = lvebm.sparse_encode(Y, W.astype(np.float32), 0.1, method="vmfista")  # (n, k)
+        Z = Z.astype(np.float64)
         W = np.linalg.solve(Z.T @ Z + 1e-6 * np.eye(k), Z.T @ Y).T
         W /= np.maximum(np.linalg.norm(W, axis=0), 1e-12)
     return W.astype(np.float32)

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from . import cd_lasso
 from ._backend import ArrayLike, as_tensor, output_converter, resolve_device
 from ._checks import (
     LvebmValueError,
@@ -39,12 +40,21 @@ CHUNK_ROWS = 65536
 #: the solvers hold about a dozen (chunk, k) buffers of at most 4M elements each.
 CHUNK_ELEMENTS = 1 << 22
 
-#: Default ``tol`` per method: relative objective change / duality gap for "vmfista",
-#: relative change of the codes for "fista" and "ista" (for float32 problems).
-DEFAULT_TOL = {"fista": 1e-6, "ista": 1e-6, "vmfista": 1e-5}
+#: Default ``tol`` per method: relative objective still to go / duality gap for
+#: "vmfista", relative duality gap for "cd", relative change of the codes for "fista"
+#: and "ista" (for float32 problems).
+DEFAULT_TOL = {"fista": 1e-6, "ista": 1e-6, "vmfista": 1e-5, "cd": 1e-5}
 #: The same for float64 problems: tight enough that the objective agrees with an exact
 #: lasso solver (scikit-learn's) to 1e-6 relative on random and learned dictionaries.
-DEFAULT_TOL_FLOAT64 = {"fista": 1e-9, "ista": 1e-9, "vmfista": 1e-10}
+DEFAULT_TOL_FLOAT64 = {"fista": 1e-9, "ista": 1e-9, "vmfista": 1e-10, "cd": 1e-10}
+#: The methods ``sparse_encode`` accepts ("auto" picks "cd" or "vmfista").
+METHODS = ("auto", "vmfista", "cd", "fista", "ista")
+#: Rows that "auto" solves by CD first, to measure the support size it then decides on.
+AUTO_SAMPLE_ROWS = 64
+#: Sweep budget per row of "cd"; rows it leaves unfinished (rare: coherent atoms with
+#: supports near the signal dimension, where sweeps crawl and G_SS is near singular)
+#: finish by "vmfista" from where CD left them.
+CD_MAX_SWEEPS = 300
 
 
 def default_max_iter(dtype: torch.dtype) -> int:
@@ -99,6 +109,25 @@ def solve_lasso(
     n, d = y.shape
     k = W.shape[1]
     tol = default_tol(method, y.dtype) if tol is None else tol
+    if method == "cd":
+        G = W.T @ W
+        yy = y.pow(2).sum(1)
+        b = y @ W
+        z, rounds, objective = cd_lasso.cd_lasso(
+            b, G, yy, lam, nonneg=nonneg, tol=tol, max_iter=min(max_iter, CD_MAX_SWEEPS), z0=z0
+        )
+        objective = objective.to(y.dtype)
+        stuck = (rounds < 0).nonzero().squeeze(1)
+        if len(stuck) == 0:
+            return SolveResult(z, int(rounds.max()), True, objective)
+        # rows CD did not finish (coherent atoms, supports near d): vmfista from there
+        rest = vmfista_lasso(
+            b[stuck], G, yy[stuck], lam, metric=metric, nonneg=nonneg, max_iter=max_iter,
+            tol=tol, z0=z[stuck],
+        )  # fmt: skip
+        z[stuck] = rest.z
+        objective[stuck] = rest.objective
+        return SolveResult(z, rest.n_iter, rest.converged, objective)
     if method == "vmfista":
         G = W.T @ W  # (k, k)
         b = y @ W  # (n, k)
@@ -125,7 +154,7 @@ def sparse_encode(
     W: ArrayLike,
     lam: float,
     *,
-    method: str = "vmfista",
+    method: str = "auto",
     max_iter: int | None = None,
     tol: float | None = None,
     z0: ArrayLike | None = None,
@@ -138,7 +167,8 @@ def sparse_encode(
 
         0.5 * ||y - W z||^2 + lam * ||z||_1        (z >= 0 as well if ``nonneg``)
 
-    by variable-metric FISTA (default), FISTA or ISTA, on the Gram form ``W^T W``.
+    by coordinate descent with a Newton finish, variable-metric FISTA, FISTA or ISTA, on the
+    Gram form ``W^T W`` (by default the faster of the first two for the problem).
 
     Parameters
     ----------
@@ -148,21 +178,29 @@ def sparse_encode(
         Dictionary, one atom per column (unit norm is conventional, not required).
     lam : float >= 0
         Weight of the L1 term.
-    method : {"vmfista", "fista", "ista"}, default "vmfista"
-        "vmfista" (default): FISTA in the metric ``a I + c u u^T`` built from the top
-        eigenvector ``u`` of ``W^T W`` (see :mod:`lvebm.fast_lasso`), one matmul per
-        iteration, rows leave the working set as they stop. "fista"/"ista": textbook
-        steps ``1/L``, ``L`` the largest eigenvalue of ``W^T W``.
+    method : {"auto", "cd", "vmfista", "fista", "ista"}, default "auto"
+        "cd" (CPU, needs numba): per-row coordinate descent with a Newton finish on the
+        support (see :mod:`lvebm.cd_lasso`); exact once the support is found, its work
+        grows with the support size. "vmfista": FISTA in the metric ``a I + c u u^T``
+        built from the top eigenvector ``u`` of ``W^T W`` (see :mod:`lvebm.fast_lasso`),
+        one batched matmul per iteration, rows leave the working set as they stop; the
+        method for GPUs and dense codes. "auto" (default): on a CPU with numba, solves the
+        first 64 rows by "cd" and, from their mean support size, the rest by whichever
+        :func:`lvebm.cd_lasso.prefer_cd` predicts faster; elsewhere "vmfista".
+        "fista"/"ista": textbook steps ``1/L``, ``L`` the largest eigenvalue of ``W^T W``.
     max_iter : int, optional
         Iteration cap; default 1,000 for float32 and 20,000 for float64 problems (small
-        λ on an ill-conditioned dictionary needs thousands of iterations for 1e-6).
+        λ on an ill-conditioned dictionary needs thousands of iterations for 1e-6); for
+        "cd" it caps the coordinate sweeps per row.
     tol : float > 0, optional
         Stopping rule, per row. "vmfista": checked every 5 iterations; stop when, at two
         checks in a row, the objective still to go — the last decrease, scaled up by
         ``rho / (1 - rho)`` when the last two decreases shrink only by ``rho > 1/2`` — is
         at most ``tol`` relative, or when the duality gap (see :func:`duality_gap`) is at
         most ``tol`` times the objective; default 1e-5 for
-        float32 and 1e-10 for float64 problems. "fista"/"ista": stop when
+        float32 and 1e-10 for float64 problems. "cd": stop when the duality gap is at
+        most ``tol`` times the objective (plus ``10 eps ||y||^2`` for round-off); same
+        defaults. "fista"/"ista": stop when
         ``||z_t - z_{t-1}|| / ||z_t|| <= tol``; default 1e-6 (float32), 1e-9 (float64).
         The float64 defaults give objectives within 1e-6 (relative) of scikit-learn's
         exact lasso; the float32 ones are the speed defaults of docs/benchmarks.md.
@@ -192,29 +230,54 @@ def sparse_encode(
     array([[ 1. ,  0. , -0.5]])
     """
     y, Wt, lam, dev = _check_problem(Y, W, lam, device)
-    check_choice(method, "method", tuple(DEFAULT_TOL))
+    check_choice(method, "method", METHODS)
     max_iter = default_max_iter(y.dtype) if max_iter is None else check_int(max_iter, "max_iter")
-    tol = default_tol(method, y.dtype) if tol is None else check_positive_float(tol, "tol")
+    if tol is not None:
+        tol = check_positive_float(tol, "tol")
+    if method == "cd" and (dev.type != "cpu" or not cd_lasso.available()):
+        raise LvebmValueError(
+            'method "cd" runs on the CPU and needs numba; use method="vmfista" '
+            f"(device {dev.type}, numba {'present' if cd_lasso.available() else 'absent'})"
+        )
     n, k = y.shape[0], Wt.shape[1]
     z_init = None
     if z0 is not None:
         z_init = as_tensor(z0, "z0", device=dev, dtype=y.dtype)
         check_shape(z_init, "z0", (n, k))
         check_finite(z_init, "z0")
-    G = Wt.T @ Wt  # (k, k)
-    L = gram_lipschitz(G) if method != "vmfista" else None
-    metric = rank_one_metric(G) if method == "vmfista" else None
     Z = torch.empty(n, k, dtype=y.dtype, device=dev)  # chunks land here: no second copy
+    start = 0
+    if method == "auto":
+        method = "vmfista"
+        if dev.type == "cpu" and cd_lasso.available():
+            # CD on a first sample of rows; its mean support size decides the rest.
+            start = min(n, AUTO_SAMPLE_ROWS)
+            _encode_rows(Z[:start], y[:start], Wt, lam, "cd", max_iter, tol, z_init, nonneg)
+            support = (Z[:start] != 0).sum(1).double().mean().item()
+            method = "cd" if cd_lasso.prefer_cd(support, k) else "vmfista"
+    if start < n:
+        init = None if z_init is None else z_init[start:]
+        _encode_rows(Z[start:], y[start:], Wt, lam, method, max_iter, tol, init, nonneg)
+    return output_converter(Y)(Z)
+
+
+def _encode_rows(out, y, W, lam, method, max_iter, tol, z_init, nonneg) -> None:
+    """Write into ``out`` (n, k) the codes of the rows y (n, d) by ``method``, in chunks of
+    :func:`chunk_rows` (each chunk lands in ``out``: no second copy of the codes)."""
+    n, k = y.shape[0], W.shape[1]
+    tol = default_tol(method, y.dtype) if tol is None else tol
+    G = W.T @ W  # (k, k)
+    L = gram_lipschitz(G) if method in ("fista", "ista") else None
+    metric = rank_one_metric(G) if method == "vmfista" else None
     step = chunk_rows(k)
     for start in range(0, n, step):
         stop = min(n, start + step)
         init = None if z_init is None else z_init[start:stop]
         res = solve_lasso(
-            y[start:stop], Wt, lam, method=method, max_iter=max_iter, tol=tol, z0=init,
+            y[start:stop], W, lam, method=method, max_iter=max_iter, tol=tol, z0=init,
             nonneg=nonneg, L=L, metric=metric,
         )  # fmt: skip
-        Z[start:stop] = res.z
-    return output_converter(Y)(Z)
+        out[start:stop] = res.z
 
 
 def lasso_objective(y: torch.Tensor, W: torch.Tensor, z: torch.Tensor, lam: float) -> torch.Tensor:
