@@ -50,7 +50,7 @@ DEFAULT_TOL_FLOAT64 = {"fista": 1e-9, "ista": 1e-9, "vmfista": 1e-10, "cd": 1e-1
 #: The methods ``sparse_encode`` accepts ("auto" picks "cd" or "vmfista").
 METHODS = ("auto", "vmfista", "cd", "fista", "ista")
 #: Rows that "auto" solves by CD first, to measure the support size it then decides on.
-AUTO_SAMPLE_ROWS = 64
+AUTO_SAMPLE_ROWS = 32
 #: Sweep budget per row of "cd"; rows it leaves unfinished (rare: coherent atoms with
 #: supports near the signal dimension, where sweeps crawl and G_SS is near singular)
 #: finish by "vmfista" from where CD left them.
@@ -185,7 +185,7 @@ def sparse_encode(
         built from the top eigenvector ``u`` of ``W^T W`` (see :mod:`lvebm.fast_lasso`),
         one batched matmul per iteration, rows leave the working set as they stop; the
         method for GPUs and dense codes. "auto" (default): on a CPU with numba, solves the
-        first 64 rows by "cd" and, from their mean support size, the rest by whichever
+        first 32 rows by "cd" and, from their mean support size, the rest by whichever
         :func:`lvebm.cd_lasso.prefer_cd` predicts faster; elsewhere "vmfista".
         "fista"/"ista": textbook steps ``1/L``, ``L`` the largest eigenvalue of ``W^T W``.
     max_iter : int, optional
