@@ -22,11 +22,21 @@ def _shrink(u, t, nonneg):
 
 
 @njit(fastmath=_FM, inline="always")
-def _coordinate(zj, gj, gjj, lam, nonneg):
-    """Exact minimiser over z_j; returns (new value, objective change)."""
+def _minimise_coordinate(G, z, g, j, n, lam, nonneg):
+    """Exact minimisation over z[j] of 0.5 z.G z - b.z + lam ||z||_1 on the first n
+    coordinates, keeping g = G z - b current on them; returns the objective change."""
+    zj = z[j]
+    gj = g[j]
+    gjj = G[j, j]
     zn = _shrink(zj - gj / gjj, lam / gjj, nonneg)
     d = zn - zj
-    return zn, d * gj + 0.5 * d * d * gjj + lam * (abs(zn) - abs(zj))
+    if d == 0.0:
+        return 0.0
+    z[j] = zn
+    Gj = G[j]
+    for m in range(n):
+        g[m] += d * Gj[m]
+    return d * gj + 0.5 * d * d * gjj + lam * (abs(zn) - abs(zj))
 
 
 @njit(fastmath=_FM, cache=True)
@@ -42,16 +52,8 @@ def _full_sweep(G, z, g, lam, nonneg, A):
         gjj = G[j, j]
         if gjj <= 0.0:
             continue
-        zj = z[j]
-        zn, dec = _coordinate(zj, g[j], gjj, lam, nonneg)
-        d = zn - zj
-        if d != 0.0:
-            change += dec
-            z[j] = zn
-            Gj = G[j]
-            for m in range(k):
-                g[m] += d * Gj[m]
-        if zn != 0.0:
+        change += _minimise_coordinate(G, z, g, j, k, lam, nonneg)
+        if z[j] != 0.0:
             A[na] = j
             na += 1
     return change, na
@@ -68,15 +70,7 @@ def _active_sweeps(GA, gA, zA, na, lam, nonneg, tol, objective, max_sweeps):
     while sweeps < max_sweeps:
         change = 0.0
         for a in range(na):
-            zj = zA[a]
-            zn, dec = _coordinate(zj, gA[a], GA[a, a], lam, nonneg)
-            d = zn - zj
-            if d != 0.0:
-                change += dec
-                zA[a] = zn
-                Ga = GA[a]
-                for c in range(na):
-                    gA[c] += d * Ga[c]
+            change += _minimise_coordinate(GA, zA, gA, a, na, lam, nonneg)
         objective += change
         sweeps += 1
         drop = -change

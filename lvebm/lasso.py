@@ -109,10 +109,11 @@ def solve_lasso(
     n, d = y.shape
     k = W.shape[1]
     tol = default_tol(method, y.dtype) if tol is None else tol
-    if method == "cd":
-        G = W.T @ W
+    if method in ("cd", "vmfista"):
+        G = W.T @ W  # (k, k)
+        b = y @ W  # (n, k)
         yy = y.pow(2).sum(1)
-        b = y @ W
+    if method == "cd":
         z, rounds, objective = cd_lasso.cd_lasso(
             b, G, yy, lam, nonneg=nonneg, tol=tol, max_iter=min(max_iter, CD_MAX_SWEEPS), z0=z0
         )
@@ -129,10 +130,8 @@ def solve_lasso(
         objective[stuck] = rest.objective
         return SolveResult(z, rest.n_iter, rest.converged, objective)
     if method == "vmfista":
-        G = W.T @ W  # (k, k)
-        b = y @ W  # (n, k)
         return vmfista_lasso(
-            b, G, y.pow(2).sum(1), lam, metric=metric, nonneg=nonneg, max_iter=max_iter,
+            b, G, yy, lam, metric=metric, nonneg=nonneg, max_iter=max_iter,
             tol=tol, z0=z0,
         )  # fmt: skip
     use_gram = k <= 2 * d
@@ -252,7 +251,8 @@ def sparse_encode(
         if dev.type == "cpu" and cd_lasso.available():
             # CD on a first sample of rows; its mean support size decides the rest.
             start = min(n, AUTO_SAMPLE_ROWS)
-            _encode_rows(Z[:start], y[:start], Wt, lam, "cd", max_iter, tol, z_init, nonneg)
+            init = None if z_init is None else z_init[:start]
+            _encode_rows(Z[:start], y[:start], Wt, lam, "cd", max_iter, tol, init, nonneg)
             support = (Z[:start] != 0).sum(1).double().mean().item()
             method = "cd" if cd_lasso.prefer_cd(support, k) else "vmfista"
     if start < n:
