@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+#: numba's fast-math flags without "nnan"/"ninf" (the kernels compare against zero
+#: and must stay correct if a value overflows).
 _FM = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 

@@ -33,12 +33,9 @@ import torch
 
 __all__ = ["available", "cd_lasso", "prefer_cd"]
 
-#: numba's fast-math flags without "nnan"/"ninf" (the kernels compare against zero
-#: and must stay correct if a value overflows).
-_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 #: Rows per work item of the parallel loop (each item allocates its scratch once).
 _BLOCK = 8
-#: Newton rounds (each ends with an exact gap check) before a row settles for sweeps.
+#: Newton rounds (each ends with an exact gap check) before a row is left unfinished.
 _MAX_ROUNDS = 50
 #: Factorisations per round: each drops the coordinates whose sign would change.
 _MAX_FACTORISATIONS = 8
@@ -69,19 +66,6 @@ def prefer_cd(mean_support: float, k: int) -> bool:
     return cd < batch
 
 
-_kernels = None
-
-
-def _compile():
-    """Compile (or load from numba's cache) the kernels; done once per process."""
-    global _kernels
-    if _kernels is None:
-        from . import _cd_kernels
-
-        _kernels = _cd_kernels
-    return _kernels
-
-
 def cd_lasso(
     b: torch.Tensor,
     G: torch.Tensor,
@@ -101,8 +85,9 @@ def cd_lasso(
     meeting the gap rule gets ``-1``); per row the objective (n,) in float64.
     Uses ``torch.get_num_threads()`` threads.
     """
-    kernels = _compile()
     import numba
+
+    from . import _cd_kernels as kernels  # compiles, or loads numba's cache, on first use
 
     Bn = b.detach().contiguous().numpy()
     Gn = G.detach().contiguous().numpy()
