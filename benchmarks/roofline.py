@@ -2,7 +2,9 @@
 
 For n signals and k atoms each iteration of lvebm's Gram-form solvers does one
 (n, k) x (k, k) product, 2 n k^2 flops; everything else is O(n k) elementwise work.
-This runs ``vmfista``'s inner step (all rows kept active) and textbook ``fista`` for a
+This runs ``vmfista``'s inner step (all rows kept active: "vmfista" with its numba
+update, the CPU default; "torch" and "torch-compiled" with the torch update, eager and
+fused by ``torch.compile``, the path a GPU takes) and textbook ``fista`` for a
 fixed number of iterations, counts only those matmul flops, and divides by the FLOP/s
 that ``torch.matmul`` itself reaches at the same shapes (preallocated output), measured
 just before each run; the fraction is the median over 3 such pairs. 100% would mean the
@@ -21,6 +23,8 @@ import statistics
 import time
 
 import torch
+
+from lvebm import _numba
 
 from ._common import limit_threads, machine
 
@@ -55,15 +59,16 @@ def paired_fraction(n: int, k: int, dtype: torch.dtype, iters: int, method: str,
     W /= torch.linalg.vector_norm(W, dim=0)
     y = torch.randn(n, 784, dtype=dtype, generator=gen)
     lam = 0.1 * float((y @ W).abs().amax(1).mean())  # moderately sparse codes
-    compiled = method.endswith("compiled")  # LVEBM_COMPILE=always: the fused update
-    method = method.removesuffix("-compiled")
+    compiled = method.endswith("compiled")  # LVEBM_COMPILE=always: torch.compile's update
+    fused = method == "vmfista"  # the CPU default: the update as numba kernels
+    method = method.removesuffix("-compiled").removesuffix("-torch")
     flops = 2 * n * k * k
     peaks, loops, fracs = [], [], []
     with compile_mode("always" if compiled else "0"):
         for _ in range(repeats):
             mm = matmul_seconds(n, k, dtype)
             if method == "vmfista":
-                loop = _vmfista_steps_seconds(y, W, lam, iters)
+                loop = _vmfista_steps_seconds(y, W, lam, iters, fused)
             else:
                 loop = _solver_seconds(y, W, lam, iters, method)
             peaks.append(flops / mm)
@@ -73,10 +78,11 @@ def paired_fraction(n: int, k: int, dtype: torch.dtype, iters: int, method: str,
     return med(peaks) / 1e9, med(loops) / 1e9, med(fracs)
 
 
-def _vmfista_steps_seconds(y, W, lam: float, iters: int) -> float:
+def _vmfista_steps_seconds(y, W, lam: float, iters: int, fused: bool) -> float:
     """Seconds of ``iters`` vmfista steps on all rows, timed directly (no stopping
     checks: a stopping rule would let converged rows leave and inflate the figure),
-    after 2 warm-up steps (which compile, the first time)."""
+    after 2 warm-up steps (which compile, the first time); ``fused``: numba kernels."""
+    from lvebm import _numba
     from lvebm import fast_lasso as fl
 
     G = W.T @ W
@@ -85,12 +91,13 @@ def _vmfista_steps_seconds(y, W, lam: float, iters: int) -> float:
     H = fl._forward_matrix(G, metric)
     consts = fl._update_consts(metric, lam)
     s = fl._State.start(torch.zeros_like(b), H, b, yy, metric)
-    for _ in range(2):
-        fl._step(s, H, consts, False)
-    start = time.perf_counter()
-    for _ in range(iters):
-        fl._step(s, H, consts, False)
-    return time.perf_counter() - start
+    with _numba.torch_threads():
+        for _ in range(2):
+            fl._step(s, H, consts, False, fused)
+        start = time.perf_counter()
+        for _ in range(iters):
+            fl._step(s, H, consts, False, fused)
+        return time.perf_counter() - start
 
 
 def _solver_seconds(y, W, lam: float, iters: int, method: str) -> float:
@@ -117,20 +124,24 @@ def main(argv: list[str] | None = None) -> int:
     limit_threads(args.threads)
     print(machine(args.threads))
     rows = []
-    print(f"{'dtype':8s} {'k':>5s} {'matmul GF/s':>12s} {'vmfista':>11s} {'frac':>6s} "
-          f"{'compiled':>11s} {'frac':>6s} {'fista':>11s} {'frac':>6s}")  # fmt: skip
+    names = ("vmfista", "vmfista-torch", "vmfista-torch-compiled", "fista")
+    if not _numba.available():
+        names = names[1:]
+    print(f"{'dtype':8s} {'k':>5s} {'matmul GF/s':>12s} "
+          + "".join(f"{n.removeprefix('vmfista-'):>13s} {'frac':>6s}" for n in names))  # fmt: skip
     for dtype in (torch.float32, torch.float64):
         for k in args.atoms:
             row = {"dtype": str(dtype).removeprefix("torch."), "n": args.n, "k": k}
-            for name in ("vmfista", "vmfista-compiled", "fista"):
+            for name in names:
                 peak, loop, frac = paired_fraction(args.n, k, dtype, args.iters, name)
                 key = name.replace("-", "_")
                 row[f"{key}_matmul_gflops"], row[f"{key}_gflops"] = peak, loop
                 row[f"{key}_fraction"] = frac
             rows.append(row)
-            print(f"{row['dtype']:8s} {k:5d} {row['vmfista_matmul_gflops']:12.1f} "
-                  + "".join(f"{row[f'{m}_gflops']:11.1f} {row[f'{m}_fraction']:6.0%}"
-                            for m in ("vmfista", "vmfista_compiled", "fista")))  # fmt: skip
+            keys = [n.replace("-", "_") for n in names]
+            print(f"{row['dtype']:8s} {k:5d} {row[keys[0] + '_matmul_gflops']:12.1f} "
+                  + "".join(f"{row[f'{m}_gflops']:13.1f} {row[f'{m}_fraction']:6.0%}"
+                            for m in keys))  # fmt: skip
     print(json.dumps({"benchmark": "roofline", "threads": args.threads, "rows": rows}))
     return 0
 

@@ -26,12 +26,12 @@ batched FISTA iteration does; :func:`prefer_cd` compares the two.
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import torch
 
-__all__ = ["available", "cd_lasso", "prefer_cd"]
+from ._numba import torch_threads
+
+__all__ = ["cd_lasso", "prefer_cd"]
 
 #: Rows per work item of the parallel loop (each item allocates its scratch once).
 _BLOCK = 8
@@ -43,11 +43,6 @@ _MAX_FACTORISATIONS = 8
 #: on a CPU (measured on the digits: 8,000 x 256 matmul at ~160 GFLOP/s, per-row sweeps
 #: and Cholesky at ~3-6 GFLOP/s); used by :func:`prefer_cd`.
 _BATCH_ADVANTAGE = 25.0
-
-
-def available() -> bool:
-    """Whether numba is importable (the CD solver needs it)."""
-    return importlib.util.find_spec("numba") is not None
 
 
 def prefer_cd(mean_support: float, k: int) -> bool:
@@ -85,8 +80,6 @@ def cd_lasso(
     meeting the gap rule gets ``-1``); per row the objective (n,) in float64.
     Uses ``torch.get_num_threads()`` threads.
     """
-    import numba
-
     from . import _cd_kernels as kernels  # compiles, or loads numba's cache, on first use
 
     Bn = b.detach().contiguous().numpy()
@@ -96,14 +89,9 @@ def cd_lasso(
     rounds = np.zeros(len(Bn), np.int64)
     objective = np.zeros(len(Bn), np.float64)
     eps = float(np.finfo(Bn.dtype).eps)
-    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    previous = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
+    with torch_threads():
         kernels.cd_rows(
             Gn, Bn, yyn, Z, float(lam), bool(nonneg), float(tol), 10.0 * eps, int(max_iter),
             _BLOCK, _MAX_ROUNDS, _MAX_FACTORISATIONS, rounds, objective,
         )  # fmt: skip
-    finally:
-        numba.set_num_threads(previous)
     return torch.from_numpy(Z), torch.from_numpy(rounds), torch.from_numpy(objective)

@@ -27,10 +27,12 @@ The functions here do not validate their arguments; :func:`lvebm.sparse_encode` 
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import NamedTuple
 
 import torch
 
+from . import _numba
 from .compiled import maybe_compiled
 from .ops import _shrink
 from .solvers import SolveResult
@@ -112,6 +114,7 @@ def vmfista_lasso(
     max_iter: int = 1000,
     tol: float = 1e-4,
     z0: torch.Tensor | None = None,
+    fused: bool | None = None,
 ) -> SolveResult:
     """Batched lasso in Gram form by variable-metric FISTA; does not validate.
 
@@ -125,32 +128,39 @@ def vmfista_lasso(
     dual point closes only at the square root of the suboptimality. Momentum restarts
     per row when it points uphill (O'Donoghue & Candes 2015). Returns ``SolveResult``
     with z (n, k), the iterations run, whether every row stopped by the rule, and the
-    objective (n,).
+    objective (n,). ``fused`` runs each iteration's elementwise part as compiled numba
+    kernels (one pass per row, :mod:`lvebm._vm_kernels`); None: on a CPU when numba is
+    installed. Both ways compute the same iterates up to float round-off.
     """
     n, k = b.shape
+    fused = default_fused(b) if fused is None else fused
+    if fused:  # the kernels write numpy views; nothing here is differentiated
+        b, G, yy = b.detach(), G.detach(), yy.detach()
+        z0 = None if z0 is None else z0.detach()
     metric = rank_one_metric(G) if metric is None else metric
     z_out = torch.zeros_like(b) if z0 is None else z0.clone()  # (n, k)
     obj_out = torch.zeros(n, dtype=b.dtype, device=b.device)
     H = _forward_matrix(G, metric)
     s = _State.start(z_out, H, b, yy, metric)
-    s.primal_prev = _objectives(s, metric.a, lam, nonneg)[1]  # the first check's reference
+    s.primal_prev = _objectives(s, metric.a, lam, nonneg, fused)[1]  # first check's reference
     consts = _update_consts(metric, lam)
     n_iter, converged = 0, False
-    for n_iter in range(1, max_iter + 1):  # noqa: B007 (n_iter is reported)
-        _step(s, H, consts, nonneg)
-        if n_iter % CHECK_EVERY and n_iter < max_iter:
-            continue
-        done, primal = _stopped(s, metric.a, lam, tol, nonneg)
-        if n_iter == max_iter:
-            done = torch.ones_like(done)
-        if bool(done.any()):
-            z_out[s.rows[done]] = s.z[done]
-            obj_out[s.rows[done]] = primal[done]
-            keep = ~done
-            if not bool(keep.any()):
-                converged = n_iter < max_iter
-                break
-            s = s.select(keep)
+    with _numba.torch_threads() if fused else nullcontext():
+        for n_iter in range(1, max_iter + 1):  # noqa: B007 (n_iter is reported)
+            _step(s, H, consts, nonneg, fused)
+            if n_iter % CHECK_EVERY and n_iter < max_iter:
+                continue
+            done, primal = _stopped(s, metric.a, lam, tol, nonneg, fused)
+            if n_iter == max_iter:
+                done = torch.ones_like(done)
+            if bool(done.any()):
+                z_out[s.rows[done]] = s.z[done]
+                obj_out[s.rows[done]] = primal[done]
+                keep = ~done
+                if not bool(keep.any()):
+                    converged = n_iter < max_iter
+                    break
+                s = s.select(keep)
     return SolveResult(z_out, n_iter, converged, obj_out)
 
 
@@ -178,14 +188,21 @@ def _update_consts(metric: RankOneMetric, lam: float) -> tuple[torch.Tensor, ...
     return (u, u * u, *(u.new_tensor(v) for v in (metric.a, metric.c, metric.l1, lam)))
 
 
-def _stopped(s: _State, a: float, lam: float, tol: float, nonneg: bool):
+def default_fused(b: torch.Tensor) -> bool:
+    """Whether :func:`vmfista_lasso` runs its numba kernels by default for data ``b``:
+    on a CPU, in float32 or float64, with numba installed."""
+    dtypes = (torch.float32, torch.float64)
+    return b.device.type == "cpu" and b.dtype in dtypes and _numba.available()
+
+
+def _stopped(s: _State, a: float, lam: float, tol: float, nonneg: bool, fused: bool):
     """Rows that meet the stopping rule (see :func:`vmfista_lasso`) and all objectives.
 
     The change part needs a small estimated remainder (:func:`_remaining`) at two
     checks in a row, so that a row entering a slow stretch (whose first check shows a
     sudden small decrease) is not taken for converged.
     """
-    gap, primal = _objectives(s, a, lam, nonneg)
+    gap, primal = _objectives(s, a, lam, nonneg, fused)
     noise = 2 * torch.finfo(primal.dtype).eps * s.yy  # round-off of the Gram-form objective
     slack = tol * primal + 5 * noise  # (m,)
     drop = s.primal_prev - primal  # decrease since the last check
@@ -195,14 +212,24 @@ def _stopped(s: _State, a: float, lam: float, tol: float, nonneg: bool):
     return done, primal
 
 
-def _objectives(s: _State, a: float, lam: float, nonneg: bool):
+def _objectives(s: _State, a: float, lam: float, nonneg: bool, fused: bool):
     """Duality gap and primal objective per row (each (m,)) of the working set.
 
     The Gram-form quantities come from ``e = v - z``: ``W^T r = b - z G = a e``, so
-    ``z.zG = z.b - a z.e`` and ``||W^T r||_inf = a ||e||_inf``.
+    ``z.zG = z.b - a z.e`` and ``||W^T r||_inf = a ||e||_inf``. With ``fused``, one
+    numba pass per row computes the same.
     """
+    if fused:
+        from . import _vm_kernels
+
+        gap, primal = torch.empty_like(s.yy), torch.empty_like(s.yy)
+        _vm_kernels.vm_objectives(
+            s.z.numpy(), s.vz.numpy(), s.ba.numpy(), s.yy.numpy(), a, lam, nonneg,
+            gap.numpy(), primal.numpy(),
+        )  # fmt: skip
+        return gap, primal
     dot = torch.linalg.vecdot
-    e = s.v - s.z  # (m, k)
+    e = s.vz[:, : s.z.shape[1]] - s.z  # (m, k)
     zb = a * dot(s.z, s.ba[:, : s.z.shape[1]])
     zzG = zb - a * dot(s.z, e)
     corr = a * (e.amax(1) if nonneg else e.abs_().amax(1))  # (e is overwritten)
@@ -222,13 +249,13 @@ def _remaining(drop: torch.Tensor, drop_prev: torch.Tensor, noise: torch.Tensor)
 
 class _State:
     """Per-row iterates of the working set (m rows): the codes ``z`` and their last
-    change ``d = z - z_prev``, the forward points ``v`` (see :func:`_forward_matrix`)
-    and ``z.u`` now and one iteration back, FISTA's momentum ``t``, the prox's root
-    ``alpha``, the data (``ba = [b/a | 0]``, ``b.u``, ``||y||^2``), the rows' indices in
-    the full batch and their objectives at the last check."""
+    change ``d = z - z_prev``, the matmul's output ``vz = [v | z.u | 0]`` (see
+    :func:`_forward_matrix`) now and one iteration back, FISTA's momentum ``t``, the
+    prox's root ``alpha``, the data (``ba = [b/a | 0]``, ``b.u``, ``||y||^2``), the rows'
+    indices in the full batch and their objectives at the last check."""
 
     FIELDS = (
-        "z", "d", "v", "v_prev", "zu", "zu_prev", "t", "alpha", "ba", "bu", "yy", "rows",
+        "z", "d", "vz", "vz_prev", "t", "alpha", "ba", "bu", "yy", "rows",
         "primal_prev", "drop_prev", "small_prev",
     )  # fmt: skip
 
@@ -242,10 +269,9 @@ class _State:
         ba = b.new_zeros(n, H.shape[1])
         torch.div(b, metric.a, out=ba[:, :k])
         vz = torch.addmm(ba, z, H)  # (n, kp): [v | z.u | 0]
-        v, zu = vz[:, :k], vz[:, k]
         t = torch.ones(n, dtype=b.dtype, device=b.device)
         return cls(
-            z=z.clone(), d=torch.zeros_like(z), v=v, v_prev=v, zu=zu, zu_prev=zu, t=t,
+            z=z.contiguous().clone(), d=torch.zeros_like(z), vz=vz, vz_prev=vz.clone(), t=t,
             alpha=torch.zeros_like(t), ba=ba, bu=b @ metric.u, yy=yy,
             rows=torch.arange(n, device=b.device), primal_prev=torch.full_like(t, torch.inf),
             drop_prev=torch.full_like(t, torch.inf),
@@ -257,21 +283,30 @@ class _State:
         return _State(**{name: getattr(self, name)[keep] for name in self.FIELDS})
 
 
-def _step(s: _State, H: torch.Tensor, consts: tuple, nonneg: bool) -> None:
+def _step(s: _State, H: torch.Tensor, consts: tuple, nonneg: bool, fused: bool) -> None:
     """One variable-metric FISTA iteration on the working set, updating ``s`` in place;
     ``H`` from :func:`_forward_matrix`, ``consts`` from :func:`_update_consts`.
 
-    The elementwise part (:func:`_vm_update`) is fused by ``torch.compile`` for large
-    working sets (:mod:`lvebm.compiled`); the one matmul gives ``v`` and ``z.u``.
+    The elementwise part is one numba pass per row with ``fused`` (CPU), else
+    :func:`_vm_update`, itself fused by ``torch.compile`` for large working sets
+    (:mod:`lvebm.compiled`); the one matmul gives ``[v | z.u]`` into the older buffer.
     """
-    update = maybe_compiled(_vm_update, s.z.numel(), dynamic=True)
-    s.z, s.d, s.alpha, s.t = update(
-        s.z, s.d, s.v, s.v_prev, s.zu, s.zu_prev, s.t, s.alpha, s.bu, *consts, nonneg
-    )
     k = s.z.shape[1]
-    vz = torch.addmm(s.ba, s.z, H)
-    s.v_prev, s.zu_prev = s.v, s.zu
-    s.v, s.zu = vz[:, :k], vz[:, k]
+    if fused:
+        from . import _vm_kernels
+
+        u, uu, a, c, l1, lam = (x.numpy() if x.dim() else float(x) for x in consts)
+        _vm_kernels.vm_update(
+            s.z.numpy(), s.d.numpy(), s.vz.numpy(), s.vz_prev.numpy(), s.t.numpy(),
+            s.alpha.numpy(), s.bu.numpy(), u, uu, a, c, l1, lam, nonneg,
+        )  # fmt: skip
+    else:
+        update = maybe_compiled(_vm_update, s.z.numel(), dynamic=True)
+        s.z, s.d, s.alpha, s.t = update(
+            s.z, s.d, s.vz[:, :k], s.vz_prev[:, :k], s.vz[:, k], s.vz_prev[:, k], s.t,
+            s.alpha, s.bu, *consts, nonneg,
+        )  # fmt: skip
+    s.vz, s.vz_prev = torch.addmm(s.ba, s.z, H, out=s.vz_prev), s.vz
 
 
 def _vm_update(z, d, v, v_prev, zu, zu_prev, t, alpha, bu, u, uu, a, c, l1, lam,

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from . import cd_lasso
+from . import _numba, cd_lasso
 from ._backend import ArrayLike, as_tensor, output_converter, resolve_device
 from ._checks import (
     LvebmValueError,
@@ -233,10 +233,11 @@ def sparse_encode(
     max_iter = default_max_iter(y.dtype) if max_iter is None else check_int(max_iter, "max_iter")
     if tol is not None:
         tol = check_positive_float(tol, "tol")
-    if method == "cd" and (dev.type != "cpu" or not cd_lasso.available()):
+    if method == "cd" and (dev.type != "cpu" or not _numba.available()):
+        numba_state = "present" if _numba.available() else "absent or off (LVEBM_NUMBA=0)"
         raise LvebmValueError(
             'method "cd" runs on the CPU and needs numba; use method="vmfista" '
-            f"(device {dev.type}, numba {'present' if cd_lasso.available() else 'absent'})"
+            f"(device {dev.type}, numba {numba_state})"
         )
     n, k = y.shape[0], Wt.shape[1]
     z_init = None
@@ -248,7 +249,7 @@ def sparse_encode(
     start = 0
     if method == "auto":
         method = "vmfista"
-        if dev.type == "cpu" and cd_lasso.available():
+        if dev.type == "cpu" and _numba.available():
             # CD on a first sample of rows; its mean support size decides the rest.
             start = min(n, AUTO_SAMPLE_ROWS)
             init = None if z_init is None else z_init[:start]
