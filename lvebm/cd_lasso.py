@@ -39,10 +39,10 @@ _BLOCK = 8
 _MAX_ROUNDS = 50
 #: Factorisations per round: each drops the coordinates whose sign would change.
 _MAX_FACTORISATIONS = 8
-#: Relative flop throughput of a batched matmul iteration against per-row compiled code
-#: on a CPU (measured on the digits: 8,000 x 256 matmul at ~160 GFLOP/s, per-row sweeps
-#: and Cholesky at ~3-6 GFLOP/s); used by :func:`prefer_cd`.
-_BATCH_ADVANTAGE = 25.0
+#: Relative throughput per flop of a vmfista iteration (batched matmul plus the fused
+#: numba update) against CD's per-row compiled code on a CPU, fitted to the digits
+#: (CD / vmfista time 0.85 at support 34, 1.59 at 53); used by :func:`prefer_cd`.
+_BATCH_ADVANTAGE = 40.0
 
 
 def prefer_cd(mean_support: float, k: int) -> bool:
@@ -51,9 +51,9 @@ def prefer_cd(mean_support: float, k: int) -> bool:
     Flop model per row, from the counts measured on the digits (about 4 factorisations,
     30 active sweeps and 4 full-gradient refreshes per row for CD, 40 iterations for
     vmfista): ``4 s^3 / 6 + 30 s^2 + 4 s k`` for CD against ``2 k^2 * 40`` for vmfista,
-    whose matmuls run ``_BATCH_ADVANTAGE`` times faster per flop. On 256 digit atoms the
-    crossover is near ``s = 50``: CD measured 2.4x faster at ``s = 34`` (lam 0.5) and
-    3.3x slower at ``s = 101`` (lam 0.1).
+    whose iterations run ``_BATCH_ADVANTAGE`` times faster per flop. On 256 digit atoms
+    the crossover is near ``s = 40``: CD measured 1.2x faster at ``s = 34`` (lam 0.5),
+    1.6x slower at ``s = 53`` (lam 0.3), 2.6x slower at ``s = 71`` (lam 0.2).
     """
     s = float(mean_support)
     cd = 4 * s**3 / 6 + 30 * s**2 + 4 * s * k

@@ -41,6 +41,9 @@ __all__ = ["RankOneMetric", "rank_one_metric", "gram_duality_gap", "vmfista_lass
 
 #: Iterations between two duality-gap checks (the check costs a few elementwise passes).
 CHECK_EVERY = 5
+#: Finished rows leave the working set once they are this share of it (a compaction
+#: copies the whole state; until then they iterate on, their codes already recorded).
+COMPACT_SHARE = 1 / 16
 
 
 class RankOneMetric(NamedTuple):
@@ -156,11 +159,13 @@ def vmfista_lasso(
             if bool(done.any()):
                 z_out[s.rows[done]] = s.z[done]
                 obj_out[s.rows[done]] = primal[done]
-                keep = ~done
-                if not bool(keep.any()):
+                s.finished |= done
+                left = int((~s.finished).sum())
+                if left == 0:
                     converged = n_iter < max_iter
                     break
-                s = s.select(keep)
+                if len(s.rows) - left >= COMPACT_SHARE * len(s.rows):
+                    s = s.select(~s.finished)
     return SolveResult(z_out, n_iter, converged, obj_out)
 
 
@@ -252,11 +257,12 @@ class _State:
     change ``d = z - z_prev``, the matmul's output ``vz = [v | z.u | 0]`` (see
     :func:`_forward_matrix`) now and one iteration back, FISTA's momentum ``t``, the
     prox's root ``alpha``, the data (``ba = [b/a | 0]``, ``b.u``, ``||y||^2``), the rows'
-    indices in the full batch and their objectives at the last check."""
+    indices in the full batch, their objectives at the last check, and whether they
+    have met the stopping rule (their codes are then recorded)."""
 
     FIELDS = (
         "z", "d", "vz", "vz_prev", "t", "alpha", "ba", "bu", "yy", "rows",
-        "primal_prev", "drop_prev", "small_prev",
+        "primal_prev", "drop_prev", "small_prev", "finished",
     )  # fmt: skip
 
     def __init__(self, **fields: torch.Tensor):
@@ -276,6 +282,7 @@ class _State:
             rows=torch.arange(n, device=b.device), primal_prev=torch.full_like(t, torch.inf),
             drop_prev=torch.full_like(t, torch.inf),
             small_prev=torch.zeros_like(t, dtype=torch.bool),
+            finished=torch.zeros_like(t, dtype=torch.bool),
         )  # fmt: skip
 
     def select(self, keep: torch.Tensor) -> _State:
