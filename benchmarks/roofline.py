@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if not _numba.available():
         names = names[1:]
     print(f"{'dtype':8s} {'k':>5s} {'matmul GF/s':>12s} "
-          + "".join(f"{n.removeprefix('vmfista-'):>13s} {'frac':>6s}" for n in names))  # fmt: skip
+          + "".join(f"{n.removeprefix('vmfista-'):>15s} {'frac':>6s}" for n in names))  # fmt: skip
     for dtype in (torch.float32, torch.float64):
         for k in args.atoms:
             row = {"dtype": str(dtype).removeprefix("torch."), "n": args.n, "k": k}
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             keys = [n.replace("-", "_") for n in names]
             print(f"{row['dtype']:8s} {k:5d} {row[keys[0] + '_matmul_gflops']:12.1f} "
-                  + "".join(f"{row[f'{m}_gflops']:13.1f} {row[f'{m}_fraction']:6.0%}"
+                  + "".join(f"{row[f'{m}_gflops']:15.1f} {row[f'{m}_fraction']:6.0%}"
                             for m in keys))  # fmt: skip
     print(json.dumps({"benchmark": "roofline", "threads": args.threads, "rows": rows}))
     return 0
