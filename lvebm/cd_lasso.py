@@ -41,8 +41,9 @@ _MAX_ROUNDS = 50
 _MAX_FACTORISATIONS = 8
 #: Relative throughput per flop of a vmfista iteration (batched matmul plus the fused
 #: numba update) against CD's per-row compiled code on a CPU, fitted to the digits
-#: (CD / vmfista time 0.85 at support 34, 1.59 at 53); used by :func:`prefer_cd`.
-_BATCH_ADVANTAGE = 40.0
+#: (CD started by 8 vmfista iterations / vmfista time: 0.66 at support 34, 0.93 at 53);
+#: used by :func:`prefer_cd`.
+_BATCH_ADVANTAGE = 25.0
 
 
 def prefer_cd(mean_support: float, k: int) -> bool:
@@ -52,8 +53,9 @@ def prefer_cd(mean_support: float, k: int) -> bool:
     30 active sweeps and 4 full-gradient refreshes per row for CD, 40 iterations for
     vmfista): ``4 s^3 / 6 + 30 s^2 + 4 s k`` for CD against ``2 k^2 * 40`` for vmfista,
     whose iterations run ``_BATCH_ADVANTAGE`` times faster per flop. On 256 digit atoms
-    the crossover is near ``s = 40``: CD measured 1.2x faster at ``s = 34`` (lam 0.5),
-    1.6x slower at ``s = 53`` (lam 0.3), 2.6x slower at ``s = 71`` (lam 0.2).
+    the crossover is near ``s = 50``: CD (started by a few vmfista iterations, as
+    ``sparse_encode`` runs it) measured 1.5x faster at ``s = 34`` (lam 0.5), 1.1x at
+    ``s = 53`` (lam 0.3), and 2-3x slower at ``s = 101`` (lam 0.1).
     """
     s = float(mean_support)
     cd = 4 * s**3 / 6 + 30 * s**2 + 4 * s * k

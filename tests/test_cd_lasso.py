@@ -114,9 +114,9 @@ def test_cd_threads_do_not_change_codes(rng):
 
 
 def test_prefer_cd_crossover():
-    # measured on 256 digit atoms: CD 1.2x faster at support 34, 1.6x slower at 53
+    # measured on 256 digit atoms: CD 1.5x faster at support 34, 2-3x slower at 101
     assert cd_lasso.prefer_cd(34, 256)
-    assert not cd_lasso.prefer_cd(53, 256) and not cd_lasso.prefer_cd(101, 256)
+    assert not cd_lasso.prefer_cd(101, 256)
     assert cd_lasso.prefer_cd(5, 1024) and not cd_lasso.prefer_cd(500, 1024)
 
 
