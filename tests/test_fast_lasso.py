@@ -25,6 +25,16 @@ from lvebm.fast_lasso import (
 vm_encode = functools.partial(lvebm.sparse_encode, method="vmfista")
 
 
+@pytest.fixture(params=["numba", "torch"])
+def update(request, monkeypatch):
+    """Runs a test with vmfista's numba kernels (the CPU default, where numba is
+    installed) and with its torch update (the path a GPU takes; LVEBM_NUMBA=0)."""
+    if request.param == "numba" and not _numba.available():
+        pytest.skip("numba is not installed")
+    monkeypatch.setenv("LVEBM_NUMBA", "1" if request.param == "numba" else "0")
+    return request.param
+
+
 def digit_like_dictionary(rng: np.random.Generator, d: int, k: int) -> np.ndarray:
     """Unit-norm atoms sharing a common positive component, like a learned digit dictionary:
     ``W^T W`` then has one dominant eigenvalue (the case the rank-one metric is built for)."""
@@ -78,7 +88,7 @@ def test_gram_duality_gap_equals_residual_form(rng):
 
 @pytest.mark.parametrize("lam", [0.05, 0.5])
 @pytest.mark.parametrize("nonneg", [False, True])
-def test_vmfista_matches_sklearn_on_dictionary_with_dominant_eigenvalue(rng, lam, nonneg):
+def test_vmfista_matches_sklearn_on_dictionary_with_dominant_eigenvalue(rng, lam, nonneg, update):
     d, k, n = 40, 80, 30
     W = digit_like_dictionary(rng, d, k)
     Y = np.abs(rng.normal(size=(n, d)))
@@ -89,7 +99,7 @@ def test_vmfista_matches_sklearn_on_dictionary_with_dominant_eigenvalue(rng, lam
         assert Z.min() >= 0
 
 
-def test_vmfista_default_tol_certifies_small_suboptimality(rng):
+def test_vmfista_default_tol_certifies_small_suboptimality(rng, update):
     d, k, n, lam = 40, 80, 50, 0.1
     W = digit_like_dictionary(rng, d, k)
     Y = np.abs(rng.normal(size=(n, d)))
@@ -216,7 +226,7 @@ def test_numba_vmfista_kernels_match_the_torch_update(dtype, nonneg):
         assert bool((runs[0].z >= 0).all())
 
 
-def test_vmfista_float32_default_is_accurate_on_an_overcomplete_random_dictionary(rng):
+def test_vmfista_float32_default_is_accurate_on_an_overcomplete_random_dictionary(rng, update):
     # 4x overcomplete, coherent atoms: rows cross slow stretches where the objective
     # barely moves between two checks; the default rule must not take one for the optimum
     # (the plain change rule stopped here at 1.8e-4 mean, 5.8e-4 worst row).
