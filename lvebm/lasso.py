@@ -256,6 +256,8 @@ def sparse_encode(
         check_shape(z_init, "z0", (n, k))
         check_finite(z_init, "z0")
     Z = torch.empty(n, k, dtype=y.dtype, device=dev)  # chunks land here: no second copy
+    # the metric serves "auto"'s sample and the rest, every chunk, "vmfista" and CD's start
+    metric = rank_one_metric(Wt.T @ Wt) if method in ("auto", "vmfista", "cd") else None
     start = 0
     if method == "auto":
         method = "vmfista"
@@ -263,23 +265,22 @@ def sparse_encode(
             # CD on a first sample of rows; its mean support size decides the rest.
             start = min(n, AUTO_SAMPLE_ROWS)
             init = None if z_init is None else z_init[:start]
-            _encode_rows(Z[:start], y[:start], Wt, lam, "cd", max_iter, tol, init, nonneg)
+            _encode_rows(Z[:start], y[:start], Wt, lam, "cd", max_iter, tol, init, nonneg, metric)
             support = (Z[:start] != 0).sum(1).double().mean().item()
             method = "cd" if cd_lasso.prefer_cd(support, k) else "vmfista"
     if start < n:
         init = None if z_init is None else z_init[start:]
-        _encode_rows(Z[start:], y[start:], Wt, lam, method, max_iter, tol, init, nonneg)
+        _encode_rows(Z[start:], y[start:], Wt, lam, method, max_iter, tol, init, nonneg, metric)
     return output_converter(Y)(Z)
 
 
-def _encode_rows(out, y, W, lam, method, max_iter, tol, z_init, nonneg) -> None:
+def _encode_rows(out, y, W, lam, method, max_iter, tol, z_init, nonneg, metric) -> None:
     """Write into ``out`` (n, k) the codes of the rows y (n, d) by ``method``, in chunks of
-    :func:`chunk_rows` (each chunk lands in ``out``: no second copy of the codes)."""
+    :func:`chunk_rows` (each chunk lands in ``out``: no second copy of the codes);
+    ``metric`` (vmfista's, None: computed per chunk) is shared by the chunks."""
     n, k = y.shape[0], W.shape[1]
     tol = default_tol(method, y.dtype) if tol is None else tol
-    G = W.T @ W  # (k, k)
-    L = gram_lipschitz(G) if method in ("fista", "ista") else None
-    metric = rank_one_metric(G) if method in ("vmfista", "cd") else None
+    L = gram_lipschitz(W.T @ W) if method in ("fista", "ista") else None
     step = chunk_rows(k)
     for start in range(0, n, step):
         stop = min(n, start + step)
