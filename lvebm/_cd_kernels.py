@@ -9,28 +9,17 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-#: numba's fast-math flags without "nnan"/"ninf" (the kernels compare against zero
-#: and must stay correct if a value overflows).
-_FM = {"nsz", "arcp", "contract", "afn", "reassoc"}
+from ._numba_scalars import FASTMATH, shrink
 
 
-@njit(fastmath=_FM, inline="always")
-def _shrink(u, t, nonneg):
-    if u > t:
-        return u - t
-    if u < -t and not nonneg:
-        return u + t
-    return 0.0
-
-
-@njit(fastmath=_FM, inline="always")
+@njit(fastmath=FASTMATH, inline="always")
 def _minimise_coordinate(G, z, g, j, n, lam, nonneg):
     """Exact minimisation over z[j] of 0.5 z.G z - b.z + lam ||z||_1 on the first n
     coordinates, keeping g = G z - b current on them; returns the objective change."""
     zj = z[j]
     gj = g[j]
     gjj = G[j, j]
-    zn = _shrink(zj - gj / gjj, lam / gjj, nonneg)
+    zn = shrink(zj - gj / gjj, lam / gjj, nonneg)
     d = zn - zj
     if d == 0.0:
         return 0.0
@@ -41,7 +30,7 @@ def _minimise_coordinate(G, z, g, j, n, lam, nonneg):
     return d * gj + 0.5 * d * d * gjj + lam * (abs(zn) - abs(zj))
 
 
-@njit(fastmath=_FM, cache=True)
+@njit(fastmath=FASTMATH, cache=True)
 def _full_sweep(G, z, g, lam, nonneg, A):
     """One pass over every coordinate; g = G z - b kept current. Lists the support in A.
 
@@ -61,7 +50,7 @@ def _full_sweep(G, z, g, lam, nonneg, A):
     return change, na
 
 
-@njit(fastmath=_FM, cache=True)
+@njit(fastmath=FASTMATH, cache=True)
 def _active_sweeps(GA, gA, zA, na, lam, nonneg, tol, objective, max_sweeps):
     """Sweeps over the gathered support problem (GA (na, na), gA, zA) until the objective
     still to go (last decrease, scaled by rho/(1-rho) when decreases shrink by rho) is at
@@ -88,7 +77,7 @@ def _active_sweeps(GA, gA, zA, na, lam, nonneg, tol, objective, max_sweeps):
     return objective, sweeps
 
 
-@njit(fastmath=_FM, cache=True)
+@njit(fastmath=FASTMATH, cache=True)
 def _newton(G, b, z, S, ns, lam, L, x):
     """x = G_SS^{-1} (b_S - lam sign(z_S)) in float64; returns the step length t in (0, 1]
     that reaches the first sign change of z_S + t (x - z_S), or -1 if G_SS is singular."""
@@ -133,7 +122,7 @@ def _newton(G, b, z, S, ns, lam, L, x):
     return t
 
 
-@njit(fastmath=_FM, cache=True)
+@njit(fastmath=FASTMATH, cache=True)
 def _step(z, S, ns, x, t):
     """z_S += t (x - z_S), zeroing coordinates that reach (or cross) zero; returns the new
     support size (S compacted in place)."""
@@ -151,7 +140,7 @@ def _step(z, S, ns, x, t):
     return kept
 
 
-@njit(fastmath=_FM, cache=True)
+@njit(fastmath=FASTMATH, cache=True)
 def _gradient(G, b, z, g):
     """g = G z - b from the nonzeros of z."""
     k = z.shape[0]
@@ -165,7 +154,7 @@ def _gradient(G, b, z, g):
                 g[m] += v * Gj[m]
 
 
-@njit(fastmath=_FM, cache=True)
+@njit(fastmath=FASTMATH, cache=True)
 def _gap(z, g, b, yy, lam, nonneg):
     """(objective, duality gap) from g = G z - b; the dual point is the residual
     r = y - W z scaled into the feasible set (|W^T theta| <= lam, or W^T theta <= lam)."""
@@ -188,7 +177,7 @@ def _gap(z, g, b, yy, lam, nonneg):
     return primal, primal - dual
 
 
-@njit(fastmath=_FM, cache=True)
+@njit(fastmath=FASTMATH, cache=True)
 def _solve_row(G, b, yy, z, lam, nonneg, tol, slack, max_sweeps, max_rounds, max_fact, ws):
     """One row (see the module docstring of lvebm.cd_lasso); returns (rounds run, or -1 if
     the sweep budget ran out first; the row's objective)."""
@@ -242,7 +231,7 @@ def _solve_row(G, b, yy, z, lam, nonneg, tol, slack, max_sweeps, max_rounds, max
     return -1, primal
 
 
-@njit(fastmath=_FM, cache=True, parallel=True)
+@njit(fastmath=FASTMATH, cache=True, parallel=True)
 def cd_rows(
     G, B, yy, Z, lam, nonneg, tol, slack, max_sweeps, block, max_rounds, max_fact, rounds, obj
 ):

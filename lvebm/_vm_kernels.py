@@ -13,21 +13,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-#: numba's fast-math flags without "nnan"/"ninf" (the kernels compare against
-#: thresholds and must stay correct if a value overflows).
-_FM = {"nsz", "arcp", "contract", "afn", "reassoc"}
+from ._numba_scalars import FASTMATH, shrink
 
 
-@njit(fastmath=_FM, inline="always")
-def _soft(x, theta, nonneg):
-    if x > theta:
-        return x - theta
-    if x < -theta and not nonneg:
-        return x + theta
-    return 0.0
-
-
-@njit(fastmath=_FM, parallel=True, cache=True)
+@njit(fastmath=FASTMATH, parallel=True, cache=True)
 def vm_update(z, d, vz, vz_prev, t, alpha, bu, u, uu, a, c, l1, lam, nonneg):
     """One variable-metric FISTA update of every row, in place on z, d, t, alpha.
 
@@ -50,7 +39,7 @@ def vm_update(z, d, vz, vz_prev, t, alpha, bu, u, uu, a, c, l1, lam, nonneg):
         zu = 0.0
         active_uu = 0.0
         for j in range(k):
-            zj = _soft(vp[j] + (1.0 + beta) * (v[j] - vp[j]) + coef * u[j], theta, nonneg)
+            zj = shrink(vp[j] + (1.0 + beta) * (v[j] - vp[j]) + coef * u[j], theta, nonneg)
             zu += zj * u[j]
             if zj != 0.0:
                 active_uu += uu[j]
@@ -60,7 +49,7 @@ def vm_update(z, d, vz, vz_prev, t, alpha, bu, u, uu, a, c, l1, lam, nonneg):
         dd = 0.0
         nn = 0.0
         for j in range(k):
-            zj = _soft(vp[j] + (1.0 + beta) * (v[j] - vp[j]) + coef * u[j], theta, nonneg)
+            zj = shrink(vp[j] + (1.0 + beta) * (v[j] - vp[j]) + coef * u[j], theta, nonneg)
             dj = zj - zi[j]
             dd += di[j] * dj
             nn += dj * dj
@@ -69,7 +58,7 @@ def vm_update(z, d, vz, vz_prev, t, alpha, bu, u, uu, a, c, l1, lam, nonneg):
         t[i] = 1.0 if beta * dd > nn else t_new
 
 
-@njit(fastmath=_FM, parallel=True, cache=True)
+@njit(fastmath=FASTMATH, parallel=True, cache=True)
 def vm_objectives(z, vz, ba, yy, a, lam, nonneg, gap, primal):
     """Duality gap and primal objective of every row into gap, primal (m,).
 
