@@ -71,7 +71,7 @@ def rank_one_metric(G: torch.Tensor) -> RankOneMetric:
     computed in float64 and both are padded by one part in 10^6 so that a float32 ``G``
     is majorised despite round-off.
     """
-    evals, evecs = torch.linalg.eigh(G.to(torch.float64))
+    evals, evecs = torch.linalg.eigh(G.detach().to(torch.float64))
     l1 = max(float(evals[-1]), torch.finfo(torch.float64).tiny)
     l2 = float(evals[-2]) if G.shape[0] > 1 else l1
     a = max(l2, 1e-3 * l1) * (1.0 + 1e-6)
@@ -145,6 +145,8 @@ def vmfista_lasso(
         b, G, yy = b.detach(), G.detach(), yy.detach()
         z0 = None if z0 is None else z0.detach()
     metric = rank_one_metric(G) if metric is None else metric
+    if fused:
+        metric = metric._replace(u=metric.u.detach())
     z_out = torch.zeros_like(b) if z0 is None else z0.clone()  # (n, k)
     obj_out = torch.zeros(n, dtype=b.dtype, device=b.device)
     H = _forward_matrix(G, metric)

@@ -223,7 +223,8 @@ def sparse_encode(
     Returns
     -------
     Z : same kind as ``Y`` (NumPy array or tensor on ``Y``'s device), shape (n, k),
-        dtype float32 if ``Y`` is float32, float64 otherwise.
+        dtype float32 if ``Y`` is float32, float64 otherwise; a tensor without gradient
+        history (inputs that require grad are read, not differentiated through).
 
     Notes
     -----
@@ -239,6 +240,7 @@ def sparse_encode(
     array([[ 1. ,  0. , -0.5]])
     """
     y, Wt, lam, dev = _check_problem(Y, W, lam, device)
+    y, Wt = y.detach(), Wt.detach()  # codes are solved for, not differentiated
     check_choice(method, "method", METHODS)
     max_iter = default_max_iter(y.dtype) if max_iter is None else check_int(max_iter, "max_iter")
     if tol is not None:
@@ -252,7 +254,7 @@ def sparse_encode(
     n, k = y.shape[0], Wt.shape[1]
     z_init = None
     if z0 is not None:
-        z_init = as_tensor(z0, "z0", device=dev, dtype=y.dtype)
+        z_init = as_tensor(z0, "z0", device=dev, dtype=y.dtype).detach()
         check_shape(z_init, "z0", (n, k))
         check_finite(z_init, "z0")
     Z = torch.empty(n, k, dtype=y.dtype, device=dev)  # chunks land here: no second copy

@@ -226,6 +226,16 @@ def test_numba_vmfista_kernels_match_the_torch_update(dtype, nonneg):
         assert bool((runs[0].z >= 0).all())
 
 
+@pytest.mark.parametrize("method", ["auto", "vmfista", "fista"])
+def test_sparse_encode_reads_tensors_that_require_grad(rng, method):
+    W = torch.tensor(random_dictionary(rng, 10, 20), requires_grad=True)
+    Y = torch.tensor(rng.normal(size=(30, 10)), requires_grad=True)
+    Z = lvebm.sparse_encode(Y, W, 0.1, method=method)
+    assert isinstance(Z, torch.Tensor) and not Z.requires_grad
+    plain = lvebm.sparse_encode(Y.detach().numpy(), W.detach().numpy(), 0.1, method=method)
+    np.testing.assert_allclose(Z.numpy(), plain)
+
+
 def test_vmfista_float32_default_is_accurate_on_an_overcomplete_random_dictionary(rng, update):
     # 4x overcomplete, coherent atoms: rows cross slow stretches where the objective
     # barely moves between two checks; the default rule must not take one for the optimum
