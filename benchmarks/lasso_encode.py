@@ -13,7 +13,7 @@ solver attains. lvebm runs with its default stopping rule; the exact solvers (LA
 with theirs; SPAMS FISTA gets ``tol=1e-6`` and at most 200 iterations. lvebm's
 textbook FISTA appears in the curves only (``--plot``).
 
-    python -m benchmarks.lasso_encode [--threads 2] [--repeats 5] [--plot PNG]
+    python -m benchmarks.lasso_encode [--threads 2] [--repeats 5] [--plot PNG] [--device cuda]
 
 Prints one table per lam and one JSON line with every figure and ratio.
 """
@@ -44,19 +44,28 @@ LAMS = (0.1, 0.5)
 
 
 def solvers(
-    Y: np.ndarray, W: np.ndarray, lam: float, threads: int, skip: tuple[str, ...] = ()
+    Y: np.ndarray,
+    W: np.ndarray,
+    lam: float,
+    threads: int,
+    skip: tuple[str, ...] = (),
+    device: str = "cpu",
 ) -> dict[str, Callable]:
-    """name -> zero-argument function returning codes (n, k); peers only if installed,
-    minus those whose name contains one of ``skip``."""
+    """name -> zero-argument function returning codes (n, k) as a NumPy array; lvebm's
+    rows run on ``device`` (the copy back to the host is part of their time), peers on
+    the CPU, only if installed; minus those whose name contains one of ``skip``."""
     import lvebm
 
     out: dict[str, Callable] = {
-        "lvebm (default)": lambda: lvebm.sparse_encode(Y, W, lam),
-        "lvebm cd": lambda: lvebm.sparse_encode(Y, W, lam, method="cd"),
-        "lvebm vmfista": lambda: lvebm.sparse_encode(Y, W, lam, method="vmfista"),
-        "lvebm vmfista (torch update)": lambda: _torch_update_encode(Y, W, lam, "0"),
-        "lvebm vmfista (torch update, compiled)": lambda: _torch_update_encode(Y, W, lam, "always"),
+        "lvebm (default)": lambda: lvebm.sparse_encode(Y, W, lam, device=device),
+        "lvebm vmfista": lambda: lvebm.sparse_encode(Y, W, lam, method="vmfista", device=device),
     }
+    if device == "cpu":  # CD and the numba update are CPU code; a GPU runs the torch update
+        out["lvebm cd"] = lambda: lvebm.sparse_encode(Y, W, lam, method="cd")
+        out["lvebm vmfista (torch update)"] = lambda: _torch_update_encode(Y, W, lam, "0")
+        out["lvebm vmfista (torch update, compiled)"] = lambda: _torch_update_encode(
+            Y, W, lam, "always"
+        )
     try:
         from sklearn.decomposition import sparse_encode
     except ImportError:  # the `bench` extra is not installed
@@ -88,6 +97,15 @@ def solvers(
     return {name: fn for name, fn in out.items() if not any(s in name for s in skip)}
 
 
+def _device_name(device: str) -> str:
+    """``device`` with the GPU's name when it is a CUDA device."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return device
+
+
 def _torch_update_encode(Y: np.ndarray, W: np.ndarray, lam: float, compile: str) -> np.ndarray:
     """lvebm's vmfista with the torch update instead of the numba kernels (the path a GPU
     takes; ``LVEBM_NUMBA=0``), eager (``compile="0"``) or fused by ``torch.compile``
@@ -107,10 +125,10 @@ def _torch_update_encode(Y: np.ndarray, W: np.ndarray, lam: float, compile: str)
             os.environ["LVEBM_NUMBA"] = previous
 
 
-def run_lam(Y, W, lam, threads, repeats, target, skip=()) -> dict:
+def run_lam(Y, W, lam, threads, repeats, target, skip=(), device="cpu") -> dict:
     """Time every solver at one lam; return their times, objectives and suboptimalities."""
     rows = {}
-    for name, fn in solvers(Y, W, lam, threads, skip).items():
+    for name, fn in solvers(Y, W, lam, threads, skip, device).items():
         if "compiled" in name:
             fn()  # compiles (seconds); timed()'s own warm-up must not be this run
         seconds, Z = timed(fn, repeats)
@@ -201,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", default=None, help="write the time-to-suboptimality PNG")
     parser.add_argument("--lams", type=float, nargs="+", default=list(LAMS))
     parser.add_argument("--skip", nargs="*", default=[], help="skip solvers containing these")
+    parser.add_argument("--device", default="cpu", help="where lvebm runs (peers: CPU)")
     args = parser.parse_args(argv)
     path = mnist_path()
     if path is None:
@@ -217,14 +236,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data {Y.shape} float32, dictionary {W.shape}, Gram top eigenvalues {evals[-3:]}")
     results, all_curves = [], []
     for lam in args.lams:
-        res = run_lam(Y, W, lam, args.threads, args.repeats, args.target, tuple(args.skip))
+        res = run_lam(
+            Y, W, lam, args.threads, args.repeats, args.target, tuple(args.skip), args.device
+        )
         print_table(res)
         results.append(res)
         if args.plot:
             all_curves.append(curves(Y, W, lam, res["best_objective"]))
     if args.plot:
         plot(results, all_curves, args.plot)
-    print(json.dumps({"benchmark": "lasso_encode", "threads": args.threads, "results": results}))
+    print(json.dumps({
+        "benchmark": "lasso_encode", "threads": args.threads, "device": _device_name(args.device),
+        "results": results,
+    }))  # fmt: skip
     return 0
 
 
