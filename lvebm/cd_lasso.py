@@ -55,7 +55,7 @@ def prefer_cd(mean_support: float, k: int) -> bool:
     whose iterations run ``_BATCH_ADVANTAGE`` times faster per flop. On 256 digit atoms
     the crossover is near ``s = 50``: CD (started by a few vmfista iterations, as
     ``sparse_encode`` runs it) measured 1.5x faster at ``s = 34`` (lam 0.5), 1.1x at
-    ``s = 53`` (lam 0.3), and 2-3x slower at ``s = 101`` (lam 0.1).
+    ``s = 53`` (lam 0.3), and 3-4x slower at ``s = 101`` (lam 0.1).
     """
     s = float(mean_support)
     cd = 4 * s**3 / 6 + 30 * s**2 + 4 * s * k

@@ -114,7 +114,7 @@ def test_cd_threads_do_not_change_codes(rng):
 
 
 def test_prefer_cd_crossover():
-    # measured on 256 digit atoms: CD 1.5x faster at support 34, 2-3x slower at 101
+    # measured on 256 digit atoms: CD 1.5x faster at support 34, 3-4x slower at 101
     assert cd_lasso.prefer_cd(34, 256)
     assert not cd_lasso.prefer_cd(101, 256)
     assert cd_lasso.prefer_cd(5, 1024) and not cd_lasso.prefer_cd(500, 1024)
