@@ -89,7 +89,7 @@ def _vmfista_steps_seconds(y, W, lam: float, iters: int, fused: bool) -> float:
     b, yy = y @ W, y.pow(2).sum(1)
     metric = fl.rank_one_metric(G)
     H = fl._forward_matrix(G, metric)
-    consts = fl._update_consts(metric, lam)
+    consts = fl._update_consts(metric, lam, fused)
     s = fl._State.start(torch.zeros_like(b), H, b, yy, metric)
     with _numba.torch_threads():
         for _ in range(2):

@@ -152,7 +152,7 @@ def vmfista_lasso(
     H = _forward_matrix(G, metric)
     s = _State.start(z_out, H, b, yy, metric)
     s.primal_prev = _objectives(s, metric.a, lam, nonneg, fused)[1]  # first check's reference
-    consts = _update_consts(metric, lam)
+    consts = _update_consts(metric, lam, fused)
     n_iter, converged = 0, False
     with _numba.torch_threads() if fused else nullcontext():
         for n_iter in range(1, max_iter + 1):  # noqa: B007 (n_iter is reported)
@@ -193,10 +193,15 @@ def _padded(k: int) -> int:
     return (k + 1 + 7) // 8 * 8
 
 
-def _update_consts(metric: RankOneMetric, lam: float) -> tuple[torch.Tensor, ...]:
-    """``(u, u*u, a, c, l1, lam)`` for :func:`_vm_update` (scalars as 0-d tensors)."""
+def _update_consts(metric: RankOneMetric, lam: float, fused: bool) -> tuple:
+    """``(u, u*u, a, c, l1, lam)`` for the update: NumPy arrays and floats for the numba
+    kernel (``fused``), else tensors with the scalars as 0-d tensors for
+    :func:`_vm_update` (so that a compiled update serves every dictionary)."""
     u = metric.u
-    return (u, u * u, *(u.new_tensor(v) for v in (metric.a, metric.c, metric.l1, lam)))
+    scalars = tuple(u.new_tensor(v) for v in (metric.a, metric.c, metric.l1, lam))
+    if fused:  # the same scalars, rounded to the data's dtype as the torch update sees them
+        return (u.numpy(), (u * u).numpy(), *(float(x) for x in scalars))
+    return (u, u * u, *scalars)
 
 
 def default_fused(b: torch.Tensor) -> bool:
@@ -308,10 +313,9 @@ def _step(s: _State, H: torch.Tensor, consts: tuple, nonneg: bool, fused: bool) 
     if fused:
         from . import _vm_kernels
 
-        u, uu, a, c, l1, lam = (x.numpy() if x.dim() else float(x) for x in consts)
         _vm_kernels.vm_update(
             s.z.numpy(), s.d.numpy(), s.vz.numpy(), s.vz_prev.numpy(), s.t.numpy(),
-            s.alpha.numpy(), s.bu.numpy(), u, uu, a, c, l1, lam, nonneg,
+            s.alpha.numpy(), s.bu.numpy(), *consts, nonneg,
         )  # fmt: skip
     else:
         update = maybe_compiled(_vm_update, s.z.numel(), dynamic=True)
