@@ -110,19 +110,13 @@ def _torch_update_encode(Y: np.ndarray, W: np.ndarray, lam: float, compile: str)
     """lvebm's vmfista with the torch update instead of the numba kernels (the path a GPU
     takes; ``LVEBM_NUMBA=0``), eager (``compile="0"``) or fused by ``torch.compile``
     (``"always"``; its one-time compilation runs before the timed runs)."""
+    from unittest import mock
+
     import lvebm
     from lvebm.compiled import compile_mode
 
-    previous = os.environ.get("LVEBM_NUMBA")
-    os.environ["LVEBM_NUMBA"] = "0"
-    try:
-        with compile_mode(compile):
-            return lvebm.sparse_encode(Y, W, lam, method="vmfista")
-    finally:
-        if previous is None:
-            del os.environ["LVEBM_NUMBA"]
-        else:
-            os.environ["LVEBM_NUMBA"] = previous
+    with mock.patch.dict(os.environ, {"LVEBM_NUMBA": "0"}), compile_mode(compile):
+        return lvebm.sparse_encode(Y, W, lam, method="vmfista")
 
 
 def run_lam(Y, W, lam, threads, repeats, target, skip=(), device="cpu") -> dict:
