@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from . import _numba, cd_lasso
+from . import _numba, cd_lasso, lars_lasso
 from ._backend import ArrayLike, as_tensor, output_converter, resolve_device
 from ._checks import (
     LvebmValueError,
@@ -41,19 +41,24 @@ CHUNK_ROWS = 65536
 CHUNK_ELEMENTS = 1 << 22
 
 #: Default ``tol`` per method: relative objective still to go / duality gap for
-#: "vmfista", relative duality gap for "cd", relative change of the codes for "fista"
-#: and "ista" (for float32 problems).
-DEFAULT_TOL = {"fista": 1e-6, "ista": 1e-6, "vmfista": 1e-5, "cd": 1e-5}
+#: "vmfista", relative duality gap for "lars" and "cd", relative change of the codes for
+#: "fista" and "ista" (for float32 problems).
+DEFAULT_TOL = {"fista": 1e-6, "ista": 1e-6, "vmfista": 1e-5, "lars": 1e-5, "cd": 1e-5}
 #: The same for float64 problems: tight enough that the objective agrees with an exact
 #: lasso solver (scikit-learn's) to 1e-6 relative on random and learned dictionaries.
-DEFAULT_TOL_FLOAT64 = {"fista": 1e-9, "ista": 1e-9, "vmfista": 1e-10, "cd": 1e-10}
-#: The methods ``sparse_encode`` accepts ("auto" picks "cd" or "vmfista").
-METHODS = ("auto", "vmfista", "cd", "fista", "ista")
-#: Rows that "auto" solves by CD first, to measure the support size it then decides on.
+DEFAULT_TOL_FLOAT64 = {
+    "fista": 1e-9, "ista": 1e-9, "vmfista": 1e-10, "lars": 1e-10, "cd": 1e-10,
+}  # fmt: skip
+#: The methods ``sparse_encode`` accepts ("auto" picks "lars", "cd" or "vmfista").
+METHODS = ("auto", "vmfista", "lars", "cd", "fista", "ista")
+#: The methods that run compiled per-row code (CPU, numba).
+NUMBA_METHODS = ("lars", "cd")
+#: Rows that "auto" solves by "lars" ("cd" from a warm start) first, to measure the
+#: support size it then decides on.
 AUTO_SAMPLE_ROWS = 32
-#: Sweep budget per row of "cd"; rows it leaves unfinished (rare: coherent atoms with
-#: supports near the signal dimension, where sweeps crawl and G_SS is near singular)
-#: finish by "vmfista" from where CD left them.
+#: Sweep budget per row of "cd" (and of "lars"'s CD rounds); rows left unfinished (rare:
+#: coherent atoms with supports near the signal dimension, where sweeps crawl and G_SS is
+#: near singular) finish by "vmfista" from where they were left.
 CD_MAX_SWEEPS = 300
 #: vmfista iterations that start "cd" when no z0 is given: from their codes CD needs
 #: fewer sweeps and rounds (on the digits at lam 0.5, 0.44 s against 0.56-0.60 s from
@@ -113,10 +118,17 @@ def solve_lasso(
     n, d = y.shape
     k = W.shape[1]
     tol = default_tol(method, y.dtype) if tol is None else tol
-    if method in ("cd", "vmfista"):
+    if method in ("lars", "cd", "vmfista"):
         G = W.T @ W  # (k, k)
         b = y @ W  # (n, k)
         yy = y.pow(2).sum(1)
+    sweeps = min(max_iter, CD_MAX_SWEEPS)
+    if method == "lars":
+        z, steps, rounds, objective = lars_lasso.lars_lasso(
+            b, G, yy, lam, nonneg=nonneg, tol=tol, max_iter=sweeps, max_active=min(k, d)
+        )
+        return _finish_rows(z, int(steps.max()), rounds, objective, b, G, yy, lam, nonneg,
+                            max_iter, tol, metric)  # fmt: skip
     if method == "cd":
         if z0 is None:  # a few vmfista iterations find most of the support for CD
             z0 = vmfista_lasso(
@@ -124,20 +136,10 @@ def solve_lasso(
                 tol=tol,
             ).z  # fmt: skip
         z, rounds, objective = cd_lasso.cd_lasso(
-            b, G, yy, lam, nonneg=nonneg, tol=tol, max_iter=min(max_iter, CD_MAX_SWEEPS), z0=z0
+            b, G, yy, lam, nonneg=nonneg, tol=tol, max_iter=sweeps, z0=z0
         )
-        objective = objective.to(y.dtype)
-        stuck = (rounds < 0).nonzero().squeeze(1)
-        if len(stuck) == 0:
-            return SolveResult(z, int(rounds.max()), True, objective)
-        # rows CD did not finish (coherent atoms, supports near d): vmfista from there
-        rest = vmfista_lasso(
-            b[stuck], G, yy[stuck], lam, metric=metric, nonneg=nonneg, max_iter=max_iter,
-            tol=tol, z0=z[stuck],
-        )  # fmt: skip
-        z[stuck] = rest.z
-        objective[stuck] = rest.objective
-        return SolveResult(z, rest.n_iter, rest.converged, objective)
+        return _finish_rows(z, int(rounds.max()), rounds, objective, b, G, yy, lam, nonneg,
+                            max_iter, tol, metric)  # fmt: skip
     if method == "vmfista":
         return vmfista_lasso(
             b, G, yy, lam, metric=metric, nonneg=nonneg, max_iter=max_iter,
@@ -155,6 +157,23 @@ def solve_lasso(
     return fista(
         f, reg, z0, lam=lam, L=L, max_iter=max_iter, tol=tol, accelerate=(method == "fista")
     )
+
+
+def _finish_rows(z, n_iter, rounds, objective, b, G, yy, lam, nonneg, max_iter, tol, metric):
+    """SolveResult of the per-row methods ("lars", "cd"): rows whose CD rounds did not
+    converge (``rounds`` -1: coherent atoms, supports near d) go on by vmfista from
+    where they were left; ``objective`` (n,) float64 per row."""
+    objective = objective.to(b.dtype)
+    stuck = (rounds < 0).nonzero().squeeze(1)
+    if len(stuck) == 0:
+        return SolveResult(z, n_iter, True, objective)
+    rest = vmfista_lasso(
+        b[stuck], G, yy[stuck], lam, metric=metric, nonneg=nonneg, max_iter=max_iter,
+        tol=tol, z0=z[stuck],
+    )  # fmt: skip
+    z[stuck] = rest.z
+    objective[stuck] = rest.objective
+    return SolveResult(z, rest.n_iter, rest.converged, objective)
 
 
 def sparse_encode(
@@ -175,8 +194,8 @@ def sparse_encode(
 
         0.5 * ||y - W z||^2 + lam * ||z||_1        (z >= 0 as well if ``nonneg``)
 
-    by coordinate descent with a Newton finish, variable-metric FISTA, FISTA or ISTA, on the
-    Gram form ``W^T W`` (by default the faster of the first two for the problem).
+    by homotopy (LARS), coordinate descent with a Newton finish, variable-metric FISTA,
+    FISTA or ISTA, on the Gram form ``W^T W`` (by default the fastest for the problem).
 
     Parameters
     ----------
@@ -186,30 +205,36 @@ def sparse_encode(
         Dictionary, one atom per column (unit norm is conventional, not required).
     lam : float >= 0
         Weight of the L1 term.
-    method : {"auto", "cd", "vmfista", "fista", "ista"}, default "auto"
+    method : {"auto", "lars", "cd", "vmfista", "fista", "ista"}, default "auto"
+        "lars" (CPU, needs numba): per row, the exact lasso path from ``lam_max`` down to
+        ``lam`` (LARS with the lasso modification, see :mod:`lvebm.lars_lasso`), then
+        certified by the duality gap; no iterations, its work grows as ``k s^2`` with the
+        support size ``s``; ignores ``z0``.
         "cd" (CPU, needs numba): per-row coordinate descent with a Newton finish on the
         support (see :mod:`lvebm.cd_lasso`), started (without ``z0``) from 8 vmfista
         iterations; exact once the support is found, its work grows with the support size.
         "vmfista": FISTA in the metric ``a I + c u u^T`` built from the top eigenvector
         ``u`` of ``W^T W`` (see :mod:`lvebm.fast_lasso`), one batched matmul per
         iteration, rows leave the working set as they stop; the method for GPUs and dense
-        codes. "auto" (default): on a CPU with numba, solves the
-        first 32 rows by "cd" and, from their mean support size, the rest by whichever
-        :func:`lvebm.cd_lasso.prefer_cd` predicts faster; elsewhere "vmfista".
+        codes. "auto" (default): on a CPU with numba, solves the first 32 rows by "lars"
+        (by "cd" when ``z0`` is given) and, from their mean support size, the rest by
+        that method or "vmfista", whichever :func:`lvebm.lars_lasso.prefer_lars`
+        (:func:`lvebm.cd_lasso.prefer_cd`) predicts faster; elsewhere "vmfista".
         "fista"/"ista": textbook steps ``1/L``, ``L`` the largest eigenvalue of ``W^T W``.
     max_iter : int, optional
         Iteration cap; default 1,000 for float32 and 20,000 for float64 problems (small
         λ on an ill-conditioned dictionary needs thousands of iterations for 1e-6); for
-        "cd" it caps the coordinate sweeps per row.
+        "cd" it caps the coordinate sweeps per row (at most 300), for "lars" those of its
+        CD rounds (the path's steps are capped at ``max(max_iter, 4 k)``).
     tol : float > 0, optional
         Stopping rule, per row. "vmfista": checked every 5 iterations; stop when, at two
         checks in a row, the objective still to go — the last decrease, scaled up by
         ``rho / (1 - rho)`` when the last two decreases shrink only by ``rho > 1/2`` — is
         at most ``tol`` relative, or when the duality gap (see :func:`duality_gap`) is at
         most ``tol`` times the objective; default 1e-5 for
-        float32 and 1e-10 for float64 problems. "cd": stop when the duality gap is at
-        most ``tol`` times the objective (plus ``10 eps ||y||^2`` for round-off); same
-        defaults. "fista"/"ista": stop when
+        float32 and 1e-10 for float64 problems. "cd" and "lars": stop when the duality
+        gap is at most ``tol`` times the objective (plus ``10 eps ||y||^2`` for
+        round-off); same defaults. "fista"/"ista": stop when
         ``||z_t - z_{t-1}|| / ||z_t|| <= tol``; default 1e-6 (float32), 1e-9 (float64).
         The float64 defaults give objectives within 1e-6 (relative) of scikit-learn's
         exact lasso; the float32 ones are the speed defaults of docs/benchmarks.md.
@@ -245,10 +270,10 @@ def sparse_encode(
     max_iter = default_max_iter(y.dtype) if max_iter is None else check_int(max_iter, "max_iter")
     if tol is not None:
         tol = check_positive_float(tol, "tol")
-    if method == "cd" and (dev.type != "cpu" or not _numba.available()):
+    if method in NUMBA_METHODS and (dev.type != "cpu" or not _numba.available()):
         numba_state = "present" if _numba.available() else "absent or off (LVEBM_NUMBA=0)"
         raise LvebmValueError(
-            'method "cd" runs on the CPU and needs numba; use method="vmfista" '
+            f'method "{method}" runs on the CPU and needs numba; use method="vmfista" '
             f"(device {dev.type}, numba {numba_state})"
         )
     n, k = y.shape[0], Wt.shape[1]
@@ -258,18 +283,21 @@ def sparse_encode(
         check_shape(z_init, "z0", (n, k))
         check_finite(z_init, "z0")
     Z = torch.empty(n, k, dtype=y.dtype, device=dev)  # chunks land here: no second copy
-    # the metric serves "auto"'s sample and the rest, every chunk, "vmfista" and CD's start
-    metric = rank_one_metric(Wt.T @ Wt) if method in ("auto", "vmfista", "cd") else None
     start = 0
     if method == "auto":
         method = "vmfista"
         if dev.type == "cpu" and _numba.available():
-            # CD on a first sample of rows; its mean support size decides the rest.
+            # A first sample of rows by "lars" (by "cd" from a warm start: the homotopy
+            # cannot use one); its mean support size decides the rest.
+            sample = "lars" if z_init is None else "cd"
             start = min(n, AUTO_SAMPLE_ROWS)
             init = None if z_init is None else z_init[:start]
-            _encode_rows(Z[:start], y[:start], Wt, lam, "cd", max_iter, tol, init, nonneg, metric)
+            _encode_rows(Z[:start], y[:start], Wt, lam, sample, max_iter, tol, init, nonneg, None)
             support = (Z[:start] != 0).sum(1).double().mean().item()
-            method = "cd" if cd_lasso.prefer_cd(support, k) else "vmfista"
+            prefer = lars_lasso.prefer_lars if sample == "lars" else cd_lasso.prefer_cd
+            method = sample if prefer(support, k) else "vmfista"
+    # one eigendecomposition serves every chunk of "vmfista" and CD's vmfista start
+    metric = rank_one_metric(Wt.T @ Wt) if method in ("vmfista", "cd") else None
     if start < n:
         init = None if z_init is None else z_init[start:]
         _encode_rows(Z[start:], y[start:], Wt, lam, method, max_iter, tol, init, nonneg, metric)

@@ -213,7 +213,7 @@ TABLE: list[Case] = [
     Case("sparse_encode(Y, W, lam)", "Y has no samples", V, r"`Y` must not be empty",
          lambda t: lvebm.sparse_encode(Y[:0], W, 0.1)),
     Case("sparse_encode(..., method=)", "unknown method", V, r"`method` must be one of 'auto'",
-         lambda t: lvebm.sparse_encode(Y, W, 0.1, method="lars")),
+         lambda t: lvebm.sparse_encode(Y, W, 0.1, method="omp")),
     Case("sparse_encode(..., max_iter=)", "max_iter = 0", V, r"`max_iter` must be an integer >= 1",
          lambda t: lvebm.sparse_encode(Y, W, 0.1, max_iter=0)),
     Case("sparse_encode(..., tol=)", "tol = 0", V, r"`tol` must be a finite float > 0",

@@ -176,7 +176,10 @@ def test_vmfista_float32_agrees_with_float64_on_digit_like_dictionary(rng):
     "kwargs, match",
     [
         ({"tol": 0.0}, "`tol` must be a finite float > 0"),
-        ({"method": "lars"}, "`method` must be one of 'auto', 'vmfista', 'cd', 'fista', 'ista'"),
+        (
+            {"method": "omp"},
+            "`method` must be one of 'auto', 'vmfista', 'lars', 'cd', 'fista', 'ista'",
+        ),
         ({"max_iter": 0}, "`max_iter` must be an integer >= 1"),
     ],
 )

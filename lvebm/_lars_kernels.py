@@ -1,0 +1,243 @@
+"""numba kernels of :mod:`lvebm.lars_lasso` (imported on first use: compiling takes seconds).
+
+Shapes: G (k, k), B (n, k), yy (n,) float64, Z (n, k) out. Per row the homotopy keeps
+``c = b - G z`` (the correlations, minus the gradient) in float64, the active set ``A``
+(atoms in the order they entered) with their signs ``s_A`` and ``M = G_AA^{-1}`` (float64),
+updated in ``na^2`` per atom entering or leaving (the homotopy only needs a warm start's
+accuracy: the CD/Newton rounds of :mod:`lvebm._cd_kernels` certify every row).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ._cd_kernels import _solve_row
+from ._numba_scalars import FASTMATH
+
+#: Relative size under which a new Cholesky pivot counts as zero (the atom entering is
+#: a combination of the active ones): the homotopy stops there and CD finishes.
+_PIVOT_TOL = 1e-10
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _append(G, A, na, M, u, j):
+    """Grow M = G_AA^{-1} (na x na) by atom j as row and column na (bordering: with
+    g = G_Aj, u = M g and the Schur complement d = G_jj - g.u, M += u u^T / d and the new
+    border is -u / d, 1 / d); False if d is ~zero (atom j is a combination of A's)."""
+    Gj = G[j]
+    for r in range(na):
+        M[na, r] = Gj[A[r]]  # g, parked in the new row until u is known
+    g = M[na]
+    d = Gj[j]
+    for r in range(na):
+        Mr = M[r]
+        s = 0.0
+        for m in range(na):
+            s += Mr[m] * g[m]
+        u[r] = s
+    for r in range(na):
+        d -= g[r] * u[r]
+    if d <= _PIVOT_TOL * Gj[j] or d <= 0.0:
+        return False
+    inv = 1.0 / d
+    for r in range(na):
+        Mr = M[r]
+        f = u[r] * inv
+        for m in range(na):
+            Mr[m] += f * u[m]
+        Mr[na] = -f
+        g[r] = -f
+    M[na, na] = inv
+    return True
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _remove(M, na, p, q):
+    """Delete atom p from M = G_AA^{-1} (na x na): the inverse of G_AA without row and
+    column p is M_{-p,-p} - M_{-p,p} M_{p,-p} / M_pp, stored compacted in place."""
+    for m in range(na):
+        q[m] = M[p, m]
+    f0 = 1.0 / q[p]
+    rn = 0
+    for r in range(na):
+        if r == p:
+            continue
+        Mr = M[r]
+        Mn = M[rn]
+        f = q[r] * f0
+        for m in range(p):
+            Mn[m] = Mr[m] - f * q[m]
+        for m in range(p + 1, na):
+            Mn[m - 1] = Mr[m] - f * q[m]
+        rn += 1
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _times(M, sA, na, w):
+    """w = M s_A (na x na by na)."""
+    for r in range(na):
+        Mr = M[r]
+        s = 0.0
+        for m in range(na):
+            s += Mr[m] * sA[m]
+        w[r] = s
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _gather_product(G, A, w, na, a):
+    """a = G[:, A] w (k) in a's dtype (G's), from G's rows (G is symmetric), four rows
+    per pass over a."""
+    k = a.shape[0]
+    cast = a.dtype.type
+    r = na % 4
+    for m in range(k):
+        a[m] = 0.0
+    for q in range(r):
+        wq = cast(w[q])
+        Gq = G[A[q]]
+        for m in range(k):
+            a[m] += wq * Gq[m]
+    while r < na:
+        w0, w1, w2, w3 = cast(w[r]), cast(w[r + 1]), cast(w[r + 2]), cast(w[r + 3])
+        G0, G1, G2, G3 = G[A[r]], G[A[r + 1]], G[A[r + 2]], G[A[r + 3]]
+        for m in range(k):
+            a[m] += (w0 * G0[m] + w1 * G1[m]) + (w2 * G2[m] + w3 * G3[m])
+        r += 4
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def lars_row(G, b, z, lam, nonneg, max_steps, ws):
+    """The lasso path of one row from ``lam_max`` down to ``lam`` (LARS with the lasso
+    modification: an atom leaves when its coefficient reaches zero).
+
+    Along a segment every active correlation has magnitude ``C`` and ``z_A`` moves by
+    ``w = G_AA^{-1} s_A`` per unit decrease of ``C``, so ``c`` moves by ``-a``,
+    ``a = G w``; the segment ends where an inactive ``|c_j|`` (``c_j`` if ``nonneg``)
+    reaches ``C``, an active coefficient reaches zero, or ``C`` reaches ``lam``.
+    Writes z (float64, k); returns the steps taken, or -1 if it stopped early (step cap,
+    a singular ``G_AA`` or more active atoms than ``M`` holds), leaving z on the path at
+    a larger ``lam`` (a warm start).
+    """
+    c, a, w, tmp, sA, A, skip, M = ws
+    k = b.shape[0]
+    C = 0.0
+    j_new = -1
+    for j in range(k):
+        z[j] = 0.0
+        c[j] = b[j]
+        skip[j] = G[j, j] <= 0.0  # a zero atom never enters
+        cj = c[j] if nonneg else abs(c[j])
+        if not skip[j] and cj > C:
+            C = cj
+            j_new = j
+    if C <= lam:
+        return 0
+    na = 0
+    steps = 0
+    left = -1  # the atom that just left: its |c_j| is C, it must not re-enter at once
+    while True:
+        if j_new >= 0:  # an atom enters with the sign of its correlation
+            if na == M.shape[0] or not _append(G, A, na, M, tmp, j_new):
+                return -1
+            A[na] = j_new
+            sA[na] = 1.0 if c[j_new] > 0 else -1.0
+            skip[j_new] = True  # active
+            na += 1
+        if steps >= max_steps:
+            return -1
+        steps += 1
+        _times(M, sA, na, w)
+        _gather_product(G, A, w, na, a)
+        gamma = C - lam
+        j_new = -1
+        drop = -1
+        # where an inactive c_j reaches +C or -C: t = (C -+ c_j) / (1 -+ a_j), when
+        # positive; computed for all j without branches (vectorised), then the least
+        for j in range(k):
+            num = C - c[j]
+            den = 1.0 - a[j]
+            t1 = num / den if den > 0.0 and num > 0.0 else np.inf
+            num = C + c[j]
+            den = 1.0 + a[j]
+            t2 = num / den if den > 0.0 and num > 0.0 and not nonneg else np.inf
+            t = min(t1, t2)
+            tmp[j] = np.inf if skip[j] else t
+        if left >= 0:
+            tmp[left] = np.inf
+        least = np.inf
+        for j in range(k):
+            least = min(least, tmp[j])
+        if least < gamma:
+            gamma = least
+            for j in range(k):
+                if tmp[j] == least:
+                    j_new = j
+                    break
+        for r in range(na):
+            zr = z[A[r]]
+            if zr * w[r] < 0.0:
+                t = -zr / w[r]
+                if t < gamma:
+                    gamma = t
+                    drop = r
+                    j_new = -1
+        for r in range(na):
+            z[A[r]] += gamma * w[r]
+        for m in range(k):
+            c[m] -= gamma * a[m]
+        C -= gamma
+        left = -1
+        if drop >= 0:  # the coefficient reached zero: the atom leaves
+            left = A[drop]
+            z[left] = 0.0
+            skip[left] = False
+            for r in range(drop, na - 1):
+                A[r] = A[r + 1]
+                sA[r] = sA[r + 1]
+            _remove(M, na, drop, tmp)
+            na -= 1
+        elif j_new < 0:
+            return steps
+
+
+@njit(fastmath=FASTMATH, cache=True, parallel=True)
+def lars_rows(
+    G, B, yy, Z, lam, nonneg, tol, slack, max_steps, max_active, max_sweeps, block,
+    max_rounds, max_fact, steps, rounds, obj,
+):  # fmt: skip
+    """Every row of B: the homotopy into Z, then CD/Newton rounds (``_solve_row``) until
+    the duality gap rule holds; steps[i], rounds[i] (-1: not converged) and obj[i] get
+    row i's homotopy steps (-1: stopped early), polishing rounds and objective. At most
+    ``max_active`` atoms are active at once (M is that size)."""
+    n, k = B.shape
+    nblocks = (n + block - 1) // block
+    for blk in prange(nblocks):
+        path_ws = (
+            np.empty(k, np.float64),
+            np.empty(k, G.dtype),
+            np.empty(k, np.float64),
+            np.empty(k, np.float64),
+            np.empty(k, np.float64),
+            np.empty(k, np.int64),
+            np.empty(k, np.bool_),
+            np.empty((max_active, max_active), np.float64),
+        )
+        cd_ws = (
+            np.empty(k, G.dtype),
+            np.empty(k, np.int64),
+            np.empty((k, k), G.dtype),
+            np.empty(k, G.dtype),
+            np.empty(k, G.dtype),
+            np.empty((k, k), np.float64),
+            np.empty(k, np.float64),
+        )
+        zrow = np.empty(k, np.float64)
+        for i in range(blk * block, min(n, (blk + 1) * block)):
+            steps[i] = lars_row(G, B[i], zrow, lam, nonneg, max_steps, path_ws)
+            for j in range(k):
+                Z[i, j] = zrow[j]
+            rounds[i], obj[i] = _solve_row(
+                G, B[i], yy[i], Z[i], lam, nonneg, tol, slack, max_sweeps, max_rounds,
+                max_fact, cd_ws,
+            )  # fmt: skip
