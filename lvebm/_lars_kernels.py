@@ -24,32 +24,29 @@ _PIVOT_TOL = 1e-10
 def _append(G, A, na, M, u, j):
     """Grow M = G_AA^{-1} (na x na) by atom j as row and column na (bordering: with
     g = G_Aj, u = M g and the Schur complement d = G_jj - g.u, M += u u^T / d and the new
-    border is -u / d, 1 / d); False if d is ~zero (atom j is a combination of A's)."""
-    Gj = G[j]
+    border is -u / d, 1 / d). Returns d, or 0 if it is ~zero (atom j is a combination of
+    A's; M is then left as it was). u (first na entries) holds M g on return."""
     for r in range(na):
-        M[na, r] = Gj[A[r]]  # g, parked in the new row until u is known
-    g = M[na]
-    d = Gj[j]
+        M[na, r] = G[j, A[r]]  # g, parked in the new row until u is known
+    d = G[j, j]
     for r in range(na):
-        Mr = M[r]
         s = 0.0
         for m in range(na):
-            s += Mr[m] * g[m]
+            s += M[r, m] * M[na, m]
         u[r] = s
     for r in range(na):
-        d -= g[r] * u[r]
-    if d <= _PIVOT_TOL * Gj[j] or d <= 0.0:
-        return False
+        d -= M[na, r] * u[r]
+    if d <= _PIVOT_TOL * G[j, j] or d <= 0.0:
+        return 0.0
     inv = 1.0 / d
     for r in range(na):
-        Mr = M[r]
         f = u[r] * inv
         for m in range(na):
-            Mr[m] += f * u[m]
-        Mr[na] = -f
-        g[r] = -f
+            M[r, m] += f * u[m]
+        M[r, na] = -f
+        M[na, r] = -f
     M[na, na] = inv
-    return True
+    return d
 
 
 @njit(fastmath=FASTMATH, cache=True)
@@ -59,35 +56,34 @@ def _remove(M, na, p, q):
     for m in range(na):
         q[m] = M[p, m]
     f0 = 1.0 / q[p]
-    rn = 0
     for r in range(na):
-        if r == p:
-            continue
-        Mr = M[r]
-        Mn = M[rn]
         f = q[r] * f0
-        for m in range(p):
-            Mn[m] = Mr[m] - f * q[m]
-        for m in range(p + 1, na):
-            Mn[m - 1] = Mr[m] - f * q[m]
-        rn += 1
+        for m in range(na):
+            M[r, m] -= f * q[m]
+    # shift rows and columns after p up and left (row p of the result is row p + 1)
+    for r in range(na):
+        for m in range(p, na - 1):
+            M[r, m] = M[r, m + 1]
+    for r in range(p, na - 1):
+        for m in range(na - 1):
+            M[r, m] = M[r + 1, m]
 
 
 @njit(fastmath=FASTMATH, cache=True)
 def _times(M, sA, na, w):
     """w = M s_A (na x na by na)."""
     for r in range(na):
-        Mr = M[r]
         s = 0.0
         for m in range(na):
-            s += Mr[m] * sA[m]
+            s += M[r, m] * sA[m]
         w[r] = s
 
 
 @njit(fastmath=FASTMATH, cache=True)
 def _gather_product(G, A, w, na, a):
     """a = G[:, A] w (k) in a's dtype (G's), from G's rows (G is symmetric), four rows
-    per pass over a."""
+    per pass over a. (2-d indexing throughout: a row view would touch the reference
+    count that the threads share.)"""
     k = a.shape[0]
     cast = a.dtype.type
     r = na % 4
@@ -95,14 +91,14 @@ def _gather_product(G, A, w, na, a):
         a[m] = 0.0
     for q in range(r):
         wq = cast(w[q])
-        Gq = G[A[q]]
+        i = A[q]
         for m in range(k):
-            a[m] += wq * Gq[m]
+            a[m] += wq * G[i, m]
     while r < na:
         w0, w1, w2, w3 = cast(w[r]), cast(w[r + 1]), cast(w[r + 2]), cast(w[r + 3])
-        G0, G1, G2, G3 = G[A[r]], G[A[r + 1]], G[A[r + 2]], G[A[r + 3]]
+        i0, i1, i2, i3 = A[r], A[r + 1], A[r + 2], A[r + 3]
         for m in range(k):
-            a[m] += (w0 * G0[m] + w1 * G1[m]) + (w2 * G2[m] + w3 * G3[m])
+            a[m] += (w0 * G[i0, m] + w1 * G[i1, m]) + (w2 * G[i2, m] + w3 * G[i3, m])
         r += 4
 
 
@@ -138,16 +134,26 @@ def lars_row(G, b, z, lam, nonneg, max_steps, ws):
     left = -1  # the atom that just left: its |c_j| is C, it must not re-enter at once
     while True:
         if j_new >= 0:  # an atom enters with the sign of its correlation
-            if na == M.shape[0] or not _append(G, A, na, M, tmp, j_new):
+            d = _append(G, A, na, M, tmp, j_new) if na < M.shape[0] else 0.0
+            if d == 0.0:
                 return -1
             A[na] = j_new
             sA[na] = 1.0 if c[j_new] > 0 else -1.0
             skip[j_new] = True  # active
+            # w = M s_A after bordering: w_A -= kappa u, w_j = kappa, with u = M_old g
+            kappa = sA[na]
+            for r in range(na):
+                kappa -= tmp[r] * sA[r]
+            kappa /= d
+            for r in range(na):
+                w[r] -= kappa * tmp[r]
+            w[na] = kappa
             na += 1
+        elif left >= 0:  # an atom left: M was deflated, w is computed anew
+            _times(M, sA, na, w)
         if steps >= max_steps:
             return -1
         steps += 1
-        _times(M, sA, na, w)
         _gather_product(G, A, w, na, a)
         gamma = C - lam
         j_new = -1
