@@ -60,7 +60,8 @@ def solvers(
         "lvebm (default)": lambda: lvebm.sparse_encode(Y, W, lam, device=device),
         "lvebm vmfista": lambda: lvebm.sparse_encode(Y, W, lam, method="vmfista", device=device),
     }
-    if device == "cpu":  # CD and the numba update are CPU code; a GPU runs the torch update
+    if device == "cpu":  # LARS, CD and the numba update are CPU code (a GPU: the torch update)
+        out["lvebm lars"] = lambda: lvebm.sparse_encode(Y, W, lam, method="lars")
         out["lvebm cd"] = lambda: lvebm.sparse_encode(Y, W, lam, method="cd")
         out["lvebm vmfista (torch update)"] = lambda: _torch_update_encode(Y, W, lam, "0")
         out["lvebm vmfista (torch update, compiled)"] = lambda: _torch_update_encode(
