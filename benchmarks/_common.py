@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -82,20 +83,30 @@ def lasso_objective(Y: np.ndarray, W: np.ndarray, Z: np.ndarray, lam: float) -> 
     return 0.5 * (R**2).sum(1) + lam * np.abs(Z).sum(1)
 
 
-def timed(fn: Callable[[], Any], repeats: int, *, slow: float = 10.0) -> tuple[float, Any]:
-    """Median wall time of ``fn()`` over ``repeats`` runs after one warm-up run.
+def timed_rounds(
+    fns: dict[str, Callable[[], Any]], repeats: int, *, slow: float = 10.0
+) -> dict[str, tuple[float, list[float], Any]]:
+    """Median wall time of each ``fns[name]()`` over ``repeats`` runs after one warm-up run
+    each, the runs interleaved: every round runs each solver once, so a drift of the
+    machine's speed (here up to ±30% over minutes) falls on all of them alike.
 
-    A run slower than ``slow`` seconds is not repeated: its own time is reported.
-    Returns ``(seconds, output of the last run)``.
+    A solver whose warm-up took more than ``slow`` seconds is not repeated: its own time
+    is reported. Returns ``name -> (median seconds, every timed run's seconds, output of
+    its last run)``; progress goes to stderr.
     """
-    start = time.perf_counter()
-    out = fn()
-    first = time.perf_counter() - start
-    if first > slow:
-        return first, out
-    times = []
-    for _ in range(repeats):
+    times: dict[str, list[float]] = {}
+    outs: dict[str, Any] = {}
+    for name, fn in fns.items():
         start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+        outs[name] = fn()
+        times[name] = [time.perf_counter() - start]
+        print(f"  warm-up {name}: {times[name][0]:.3f} s", file=sys.stderr)
+    fast = [name for name in fns if times[name][0] <= slow]
+    for name in fast:
+        times[name] = []
+    for _ in range(repeats):
+        for name in fast:
+            start = time.perf_counter()
+            outs[name] = fns[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(times[name]), times[name], outs[name]) for name in fns}

@@ -37,7 +37,7 @@ from ._common import (
     load_digits,
     machine,
     mnist_path,
-    timed,
+    timed_rounds,
 )
 
 LAMS = (0.1, 0.5)
@@ -122,13 +122,15 @@ def _torch_update_encode(Y: np.ndarray, W: np.ndarray, lam: float, compile: str)
 
 def run_lam(Y, W, lam, threads, repeats, target, skip=(), device="cpu") -> dict:
     """Time every solver at one lam; return their times, objectives and suboptimalities."""
-    rows = {}
-    for name, fn in solvers(Y, W, lam, threads, skip, device).items():
+    fns = solvers(Y, W, lam, threads, skip, device)
+    for name, fn in fns.items():
         if "compiled" in name:
-            fn()  # compiles (seconds); timed()'s own warm-up must not be this run
-        seconds, Z = timed(fn, repeats)
-        rows[name] = {"seconds": seconds, "objective": float(lasso_objective(Y, W, Z, lam).mean())}
-        print(f"  {name}: {seconds:.3f} s", file=sys.stderr)
+            fn()  # compiles (seconds); the timed warm-up must not be this run
+    rows = {}
+    for name, (seconds, runs, Z) in timed_rounds(fns, repeats).items():
+        objective = float(lasso_objective(Y, W, Z, lam).mean())
+        rows[name] = {"seconds": seconds, "runs": runs, "objective": objective}
+        print(f"  {name}: {seconds:.3f} s (runs {min(runs):.3f}-{max(runs):.3f})", file=sys.stderr)
     best = min(r["objective"] for r in rows.values())
     for r in rows.values():
         r["rel_subopt"] = (r["objective"] - best) / best
