@@ -177,6 +177,23 @@ def _gap(z, g, b, yy, lam, nonneg):
     return primal, primal - dual
 
 
+@njit(cache=True)
+def row_workspace(G):
+    """Scratch arrays of :func:`_solve_row` for the Gram matrix G (k, k): the gradient,
+    the support's indices, its Gram block, gradient and codes (in G's dtype), the
+    Cholesky factor and the Newton direction (float64)."""
+    k = G.shape[0]
+    return (
+        np.empty(k, G.dtype),
+        np.empty(k, np.int64),
+        np.empty((k, k), G.dtype),
+        np.empty(k, G.dtype),
+        np.empty(k, G.dtype),
+        np.empty((k, k), np.float64),
+        np.empty(k, np.float64),
+    )
+
+
 @njit(fastmath=FASTMATH, cache=True)
 def _solve_row(G, b, yy, z, lam, nonneg, tol, slack, max_sweeps, max_rounds, max_fact, ws):
     """One row (see the module docstring of lvebm.cd_lasso); returns (rounds run, or -1 if
@@ -240,15 +257,7 @@ def cd_rows(
     n, k = B.shape
     nblocks = (n + block - 1) // block
     for blk in prange(nblocks):
-        ws = (
-            np.empty(k, G.dtype),
-            np.empty(k, np.int64),
-            np.empty((k, k), G.dtype),
-            np.empty(k, G.dtype),
-            np.empty(k, G.dtype),
-            np.empty((k, k), np.float64),
-            np.empty(k, np.float64),
-        )
+        ws = row_workspace(G)
         for i in range(blk * block, min(n, (blk + 1) * block)):
             rounds[i], obj[i] = _solve_row(
                 G, B[i], yy[i], Z[i], lam, nonneg, tol, slack, max_sweeps, max_rounds,

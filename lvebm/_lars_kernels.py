@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._cd_kernels import _solve_row
+from ._cd_kernels import _solve_row, row_workspace
 from ._numba_scalars import FASTMATH
 
 #: Relative size under which a new Cholesky pivot counts as zero (the atom entering is
@@ -229,15 +229,7 @@ def lars_rows(
             np.empty(k, np.bool_),
             np.empty((max_active, max_active), np.float64),
         )
-        cd_ws = (
-            np.empty(k, G.dtype),
-            np.empty(k, np.int64),
-            np.empty((k, k), G.dtype),
-            np.empty(k, G.dtype),
-            np.empty(k, G.dtype),
-            np.empty((k, k), np.float64),
-            np.empty(k, np.float64),
-        )
+        cd_ws = row_workspace(G)
         zrow = np.empty(k, np.float64)
         for i in range(blk * block, min(n, (blk + 1) * block)):
             steps[i] = lars_row(G, B[i], zrow, lam, nonneg, max_steps, path_ws)
