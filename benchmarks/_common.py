@@ -94,16 +94,15 @@ def timed_rounds(
     is reported. Returns ``name -> (median seconds, every timed run's seconds, output of
     its last run)``; progress goes to stderr.
     """
-    times: dict[str, list[float]] = {}
     outs: dict[str, Any] = {}
+    warm: dict[str, float] = {}
     for name, fn in fns.items():
         start = time.perf_counter()
         outs[name] = fn()
-        times[name] = [time.perf_counter() - start]
-        print(f"  warm-up {name}: {times[name][0]:.3f} s", file=sys.stderr)
-    fast = [name for name in fns if times[name][0] <= slow]
-    for name in fast:
-        times[name] = []
+        warm[name] = time.perf_counter() - start
+        print(f"  warm-up {name}: {warm[name]:.3f} s", file=sys.stderr)
+    times = {name: [] if warm[name] <= slow else [warm[name]] for name in fns}
+    fast = [name for name in fns if warm[name] <= slow]
     for _ in range(repeats):
         for name in fast:
             start = time.perf_counter()
